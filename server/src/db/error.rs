@@ -1,0 +1,74 @@
+//! Errors of the document database, each mapped to one row of the error table.
+
+use crate::error::{ApiError, Code};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    InvalidCommand(String),
+    #[error("invalid regular expression: {0}")]
+    InvalidRegex(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("nesting deeper than {0} levels")]
+    NestingTooDeep(usize),
+    #[error("environment `{0}` does not exist")]
+    InvalidEnv(String),
+    #[error("environment `{0}` already exists")]
+    EnvExists(String),
+    #[error("collection `{0}` does not exist")]
+    CollectionNotExist(String),
+    #[error("collection `{0}` already exists")]
+    CollectionExists(String),
+    #[error("document `{0}` does not exist")]
+    DocumentNotExist(String),
+    #[error("a document with _id `{0}` already exists")]
+    DuplicateId(String),
+    #[error("document is {size} bytes, more than the maximum of {max} bytes")]
+    DocumentTooLarge { size: usize, max: usize },
+    #[error("the result is larger than {0} bytes; narrow the query, lower limit or project fewer fields")]
+    ResultTooLarge(usize),
+    #[error("the database is closed")]
+    Closed,
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl DbError {
+    pub fn code(&self) -> Code {
+        match self {
+            DbError::InvalidParam(_) => Code::InvalidParam,
+            DbError::InvalidCommand(_) => Code::InvalidCommand,
+            DbError::InvalidRegex(_) => Code::InvalidRegex,
+            DbError::InvalidName(_) => Code::InvalidName,
+            DbError::NestingTooDeep(_) => Code::NestingTooDeep,
+            DbError::InvalidEnv(_) => Code::InvalidEnv,
+            DbError::EnvExists(_) => Code::EnvExists,
+            DbError::CollectionNotExist(_) => Code::CollectionNotExist,
+            DbError::CollectionExists(_) => Code::CollectionExists,
+            DbError::DocumentNotExist(_) => Code::DocumentNotExist,
+            DbError::DuplicateId(_) => Code::DuplicateId,
+            DbError::DocumentTooLarge { .. } => Code::DocumentTooLarge,
+            DbError::ResultTooLarge(_) => Code::ResultTooLarge,
+            DbError::Closed => Code::Unavailable,
+            DbError::Storage(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        let code = e.code();
+        let message = match &e {
+            // internal causes are logged, never sent
+            DbError::Storage(cause) => {
+                tracing::error!(%cause, "storage error");
+                "internal storage error".to_string()
+            }
+            other => other.to_string(),
+        };
+        ApiError::new(code, message)
+    }
+}

@@ -1,0 +1,13 @@
+//! The document database: values, queries, updates, projections, and the engine over the KV store.
+pub mod database;
+pub mod documents;
+pub mod error;
+pub mod kv;
+pub mod projection;
+pub mod query;
+pub mod update;
+pub mod value;
+
+pub use database::{Database, Find, FindParts, Limits, DEFAULT_ENV};
+pub use documents::UpdateResult;
+pub use error::DbError;

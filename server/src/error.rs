@@ -1,0 +1,158 @@
+//! The one table of error codes every protocol renders from.
+//!
+//! Each domain module has its own `thiserror` enum that maps itself to a [`Code`] here (no `_ =>`
+//! arm), and each protocol adapter renders a [`Code`] in the shape its client expects
+//! (GATEWAY `{code, message, requestId}`, CLOUD_API HTTP 200 `{code, message, requestId}`,
+//! admin `{code, type, message, details}`). `docs/errors.md` is generated from [`Code::ALL`]
+//! (`lightbase errors-doc`) and a test keeps it in sync.
+//!
+//! Wire codes are CloudBase's own UPPER_SNAKE spelling (what `@cloudbase/js-sdk` and
+//! mini-program code branch on); `wx_code` is the numeric `errCode` of the `wx.cloud` dialect.
+
+/// What kind of failure a code is; the admin API sends it as `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    InvalidRequest,
+    NotFound,
+    Conflict,
+    TooLarge,
+    Unavailable,
+    Internal,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::InvalidRequest => "invalid_request",
+            Kind::NotFound => "not_found",
+            Kind::Conflict => "conflict",
+            Kind::TooLarge => "too_large",
+            Kind::Unavailable => "unavailable",
+            Kind::Internal => "internal",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($( $(#[doc = $doc:literal])* $variant:ident = ($wire:literal, $kind:ident, $status:literal, $wx:literal); )*) => {
+        /// Every error a client can see. Adding a row here is the only way to add an error.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code { $( $(#[doc = $doc])* $variant, )* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[ $( Code::$variant, )* ];
+
+            /// The code string on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Code::$variant => $wire, )* }
+            }
+            pub fn kind(self) -> Kind {
+                match self { $( Code::$variant => Kind::$kind, )* }
+            }
+            /// HTTP status for protocols that use one (GATEWAY, admin).
+            pub fn http_status(self) -> u16 {
+                match self { $( Code::$variant => $status, )* }
+            }
+            /// `errCode` of the `wx.cloud` dialect.
+            pub fn wx_code(self) -> i32 {
+                match self { $( Code::$variant => $wx, )* }
+            }
+            /// One line for people: what the code means.
+            pub fn description(self) -> &'static str {
+                match self { $( Code::$variant => concat!($($doc),*).trim_ascii(), )* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The request body is not valid JSON (or not the JSON type the endpoint takes).
+    InvalidJson = ("INVALID_JSON", InvalidRequest, 400, -501007);
+    /// A parameter is missing, has the wrong type, or is out of range (limit, skip, order, ...).
+    InvalidParam = ("INVALID_PARAM", InvalidRequest, 400, -501007);
+    /// A query, update or projection uses an operator that does not exist or is used wrongly.
+    InvalidCommand = ("DATABASE_INVALID_COMMAND", InvalidRequest, 400, -502002);
+    /// A `$regex` does not compile.
+    InvalidRegex = ("DATABASE_INVALID_REGEX", InvalidRequest, 400, -502002);
+    /// A collection, env or field name breaks the naming rules.
+    InvalidName = ("INVALID_NAME", InvalidRequest, 400, -501007);
+    /// A document or query is nested deeper than the configured maximum.
+    NestingTooDeep = ("DATABASE_NESTING_TOO_DEEP", InvalidRequest, 400, -501007);
+    /// The request names an environment that does not exist.
+    InvalidEnv = ("INVALID_ENV", InvalidRequest, 400, -501005);
+    /// The CLOUD_API `action` is not one this server handles.
+    InvalidAction = ("INVALID_ACTION", InvalidRequest, 400, -501007);
+    /// The collection does not exist in this environment (create it first).
+    CollectionNotExist = ("DATABASE_COLLECTION_NOT_EXIST", NotFound, 404, -502005);
+    /// No document matched where exactly one was required.
+    DocumentNotExist = ("DATABASE_DOCUMENT_NOT_EXIST", NotFound, 404, -502001);
+    /// No route or resource at this address.
+    NotFound = ("NOT_FOUND", NotFound, 404, -501007);
+    /// The HTTP method is not allowed on this route.
+    MethodNotAllowed = ("METHOD_NOT_ALLOWED", InvalidRequest, 405, -501007);
+    /// The collection already exists.
+    CollectionExists = ("DATABASE_COLLECTION_ALREADY_EXIST", Conflict, 409, -502001);
+    /// The environment already exists.
+    EnvExists = ("ENV_ALREADY_EXIST", Conflict, 409, -501007);
+    /// A document with this `_id` already exists.
+    DuplicateId = ("DATABASE_DUPLICATE_KEY", Conflict, 409, -502001);
+    /// The request body is larger than the configured maximum.
+    BodyTooLarge = ("REQUEST_BODY_TOO_LARGE", TooLarge, 413, -501007);
+    /// A document is larger than the configured maximum document size.
+    DocumentTooLarge = ("DATABASE_DOCUMENT_TOO_LARGE", TooLarge, 413, -501007);
+    /// The reply would exceed 1 MB: narrow the query, lower `limit` or project fewer fields.
+    ResultTooLarge = ("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED", TooLarge, 413, -602001);
+    /// The server is shutting down or its data directory is in use.
+    Unavailable = ("SERVICE_UNAVAILABLE", Unavailable, 503, -501001);
+    /// Something failed inside the server; the cause is in the server log under the request id.
+    Internal = ("SYS_ERR", Internal, 500, -501001);
+}
+
+/// An error as a protocol adapter sees it: a code and a message safe to send to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Renders `docs/errors.md` from the table.
+pub fn errors_markdown() -> String {
+    let mut out = String::from(
+        "# Error codes\n\n\
+         Generated from `server/src/error.rs` by `lightbase errors-doc`; a test keeps this file in sync.\n\n\
+         Every error reply carries one of these codes. GATEWAY routes (`/v1/...`) answer with the HTTP status \
+         below and `{\"code\", \"message\", \"requestId\"}`; CLOUD_API (`POST /web`) answers HTTP 200 with the \
+         same body (as CloudBase does); the admin API (`/admin/v1/...`) answers with the HTTP status and \
+         `{\"code\", \"type\", \"message\", \"details\"}`. `wx errCode` is the number the `wx.cloud` dialect of \
+         the SDK reports.\n\n\
+         | code | type | HTTP | wx errCode | meaning |\n|---|---|---|---|---|\n",
+    );
+    for c in Code::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            c.as_str(),
+            c.kind().as_str(),
+            c.http_status(),
+            c.wx_code(),
+            c.description()
+        ));
+    }
+    out
+}

@@ -1,0 +1,178 @@
+//! CLOUD_API action RPC: `POST /web?env=…` with `{action, …}` (cloudbase-protocol.md §3.5), spoken
+//! by js-sdk 1.x/2.x and `endPointMode: 'CLOUD_API'`. Every reply is HTTP 200:
+//! `{requestId, data}` on success, `{requestId, code, message}` on error.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use super::db_calls::{self, documents_of, query_of, FindRequest, UpdateRequest};
+use super::{method_not_allowed, opt_bool, read_json, req_str, require_object, RequestId, State};
+use crate::db::DEFAULT_ENV;
+use crate::error::{ApiError, Code};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/web")
+            .route(web::post().to(action))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+#[derive(Serialize)]
+struct Success<'a, T: Serialize> {
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+    data: T,
+}
+
+#[derive(Serialize)]
+struct ListData {
+    list: Vec<Box<RawValue>>,
+    offset: Value,
+    limit: Value,
+}
+
+fn ok<T: Serialize>(rid: &RequestId, data: T) -> HttpResponse {
+    HttpResponse::Ok().json(Success {
+        request_id: &rid.0,
+        data,
+    })
+}
+
+/// CloudBase answers CLOUD_API errors with HTTP 200; the SDK branches on `code`.
+fn error(rid: &RequestId, e: &ApiError) -> HttpResponse {
+    HttpResponse::Ok()
+        .json(json!({ "requestId": rid.0, "code": e.code.as_str(), "message": e.message }))
+}
+
+async fn action(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    match dispatch(&req, payload, &state, &rid).await {
+        Ok(res) => res,
+        Err(e) => error(&rid, &e),
+    }
+}
+
+async fn dispatch(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+    rid: &RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
+    require_object(&body)?;
+    let action = req_str(&body, "action")?.to_string();
+    let env = env_of(req, &body)?;
+    match action.as_str() {
+        "database.addCollection" => {
+            let name = req_str(&body, "collectionName")?;
+            db_calls::add_collection(state, &env, name).await?;
+            Ok(ok(rid, json!({})))
+        }
+        "database.queryDocument" => {
+            let coll = collection(&body)?;
+            let mut take = |k: &str| body.get_mut(k).map(Value::take).filter(|v| !v.is_null());
+            let find = FindRequest {
+                query: query_of(take("query"))?,
+                order: take("order"),
+                offset: take("offset"),
+                limit: take("limit"),
+                projection: take("projection"),
+            };
+            let (offset, limit) = (find.offset.clone(), find.limit.clone());
+            let list = db_calls::query(state, env, coll, find).await?;
+            Ok(ok(
+                rid,
+                ListData {
+                    list,
+                    offset: offset.unwrap_or(json!(0)),
+                    limit: limit.unwrap_or(json!(100)),
+                },
+            ))
+        }
+        "database.countDocument" => {
+            let coll = collection(&body)?;
+            let query = query_of(body.get_mut("query").map(Value::take))?;
+            let total = db_calls::count(state, env, coll, query).await?;
+            Ok(ok(rid, json!({ "total": total })))
+        }
+        "database.addDocument" => {
+            let coll = collection(&body)?;
+            let (mut docs, batch) = documents_of(body.get_mut("data").map(Value::take))?;
+            // js-sdk 1.x may send the id beside the data
+            if let (Some(id), false, Some(Value::Object(doc))) =
+                (body.get("_id"), batch, docs.first_mut())
+            {
+                doc.entry("_id").or_insert_with(|| id.clone());
+            }
+            let ids = db_calls::add(state, &env, &coll, docs).await?;
+            match (batch, ids.first()) {
+                (false, Some(id)) => Ok(ok(rid, json!({ "_id": id }))),
+                _ => Ok(ok(rid, json!({ "insertedIds": ids }))),
+            }
+        }
+        "database.updateDocument" => {
+            let coll = collection(&body)?;
+            let data = match body.get_mut("data").map(Value::take) {
+                Some(d @ Value::Object(_)) => d,
+                _ => {
+                    return Err(ApiError::new(
+                        Code::InvalidParam,
+                        "`data` must be a JSON object",
+                    ))
+                }
+            };
+            let request = UpdateRequest {
+                query: query_of(body.get_mut("query").map(Value::take))?,
+                data,
+                merge: opt_bool(&body, "merge")?.unwrap_or(true),
+                multi: opt_bool(&body, "multi")?.unwrap_or(false),
+                upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
+            };
+            let r = db_calls::update(state, env, coll, request).await?;
+            Ok(ok(
+                rid,
+                json!({ "updated": r.updated, "upsert_id": r.upserted_id, "matched": r.matched }),
+            ))
+        }
+        "database.deleteDocument" => {
+            let coll = collection(&body)?;
+            let multi = opt_bool(&body, "multi")?.unwrap_or(false);
+            let query = query_of(body.get_mut("query").map(Value::take))?;
+            let deleted = db_calls::remove(state, env, coll, query, multi).await?;
+            Ok(ok(rid, json!({ "deleted": deleted })))
+        }
+        other => Err(ApiError::new(
+            Code::InvalidAction,
+            format!(
+                "action `{}` is not supported",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
+}
+
+fn collection(body: &Value) -> Result<String, ApiError> {
+    Ok(req_str(body, "collectionName")?.to_string())
+}
+
+/// `?env=` first, then the envelope's `env`, then the default env.
+fn env_of(req: &HttpRequest, body: &Value) -> Result<String, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::new(Code::InvalidParam, format!("malformed query string: {e}")))?;
+    if let Some((_, env)) = pairs.into_iter().find(|(k, _)| k == "env") {
+        return Ok(env);
+    }
+    match body.get("env") {
+        None | Some(Value::Null) => Ok(DEFAULT_ENV.to_string()),
+        Some(Value::String(s)) if s.is_empty() => Ok(DEFAULT_ENV.to_string()),
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(_) => Err(ApiError::new(Code::InvalidParam, "`env` must be a string")),
+    }
+}

@@ -1,0 +1,328 @@
+//! GATEWAY REST (`/v1/database/...`), the default protocol of `@cloudbase/js-sdk` 3.x
+//! (cloudbase-protocol.md §3.3). Errors: `{code, message, requestId}` with an HTTP status.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::db_calls::{self, documents_of, query_of, FindRequest, UpdateRequest};
+use super::{
+    gateway_error, method_not_allowed, opt_bool, read_json, require_object, with_request_id,
+    RequestId, State,
+};
+use crate::db::DEFAULT_ENV;
+use crate::error::{ApiError, Code};
+
+const PREFIX: &str = "/v1/database/instances/{instance}/databases/{database}";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(format!("{PREFIX}/collections"))
+            .route(web::post().to(add_collection))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(format!("{PREFIX}/collections/{{coll}}/documents"))
+            .route(web::get().to(list_documents))
+            .route(web::post().to(add_or_override))
+            .route(web::patch().to(update_documents))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(format!("{PREFIX}/collections/{{coll}}/documents/remove"))
+            .route(web::post().to(remove_documents))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(format!("{PREFIX}/collections/{{coll}}/documents/{{id}}"))
+            .route(web::get().to(get_document))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// `{instance}/{database}` are always `(default)`: one database per env.
+#[derive(serde::Deserialize)]
+struct DbPath {
+    instance: String,
+    database: String,
+    coll: Option<String>,
+    id: Option<String>,
+}
+
+/// What a handler produces: a JSON object (gets `requestId`) or a finished response.
+enum Reply {
+    Json(Value),
+    Raw(HttpResponse),
+}
+
+fn respond(rid: &RequestId, r: Result<Reply, ApiError>) -> HttpResponse {
+    match r {
+        Ok(Reply::Json(body)) => HttpResponse::Ok().json(with_request_id(rid, body)),
+        Ok(Reply::Raw(res)) => res,
+        Err(e) => gateway_error(rid, &e),
+    }
+}
+
+/// The env of a GATEWAY request: `?env=` or the default (a token claim once auth exists).
+fn env_of(req: &HttpRequest, path: &DbPath) -> Result<String, ApiError> {
+    for part in [&path.instance, &path.database] {
+        if part != "(default)" {
+            return Err(ApiError::new(
+                Code::InvalidParam,
+                format!("unknown database instance `{part}`: only `(default)` exists"),
+            ));
+        }
+    }
+    let env = query_pairs(req)?
+        .into_iter()
+        .find(|(k, _)| k == "env")
+        .map(|(_, v)| v);
+    Ok(env.unwrap_or_else(|| DEFAULT_ENV.to_string()))
+}
+
+fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ApiError::new(Code::InvalidParam, format!("malformed query string: {e}")))
+}
+
+fn coll_of(path: &DbPath) -> String {
+    path.coll.clone().unwrap_or_default()
+}
+
+async fn list_documents(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    respond(&rid, list(&req, &path, &state, &rid).await)
+}
+
+/// The list reply, serialized without re-parsing the stored documents.
+#[derive(serde::Serialize)]
+struct ListReply<'a> {
+    list: &'a [Box<serde_json::value::RawValue>],
+    offset: Value,
+    limit: Value,
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
+}
+
+async fn list(
+    req: &HttpRequest,
+    path: &DbPath,
+    state: &State,
+    rid: &RequestId,
+) -> Result<Reply, ApiError> {
+    let env = env_of(req, path)?;
+    let mut find = FindRequest::default();
+    let mut count = false;
+    for (k, v) in query_pairs(req)? {
+        let slot = match k.as_str() {
+            "query" => &mut find.query,
+            "order" => &mut find.order,
+            "offset" => &mut find.offset,
+            "limit" => &mut find.limit,
+            "projection" => &mut find.projection,
+            "count" => {
+                count = v == "true";
+                continue;
+            }
+            "transactionId" if !v.is_empty() => {
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "transactions are not supported yet",
+                ))
+            }
+            _ => continue,
+        };
+        if !v.is_empty() {
+            let parsed = serde_json::from_str::<Value>(&v).map_err(|e| {
+                ApiError::new(
+                    Code::InvalidJson,
+                    format!("query parameter `{k}` is not valid JSON: {e}"),
+                )
+            })?;
+            *slot = Some(parsed);
+        }
+    }
+    let query = query_of(find.query.take())?;
+    if count {
+        let total = db_calls::count(state, env, coll_of(path), query).await?;
+        return Ok(Reply::Json(json!({ "total": total })));
+    }
+    find.query = query;
+    let (offset, limit) = (find.offset.clone(), find.limit.clone());
+    let list = db_calls::query(state, env, coll_of(path), find).await?;
+    let reply = ListReply {
+        list: &list,
+        offset: offset.unwrap_or(json!(0)),
+        limit: limit.unwrap_or(json!(100)),
+        request_id: &rid.0,
+    };
+    Ok(Reply::Raw(HttpResponse::Ok().json(reply)))
+}
+
+async fn get_document(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let r = (|| {
+        let env = env_of(&req, &path)?;
+        let id = path.id.clone().unwrap_or_default();
+        match state.db.get_raw(&env, &coll_of(&path), &id)? {
+            Some(bytes) => Ok(Reply::Raw(
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(bytes),
+            )),
+            None => Err(ApiError::new(
+                Code::DocumentNotExist,
+                format!("document `{id}` does not exist"),
+            )),
+        }
+    })();
+    respond(&rid, r)
+}
+
+/// POST on documents is an add, or an update when `X-HTTP-Method-Override: PATCH` (mini-programs
+/// cannot send PATCH).
+async fn add_or_override(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let overridden = req
+        .headers()
+        .get("x-http-method-override")
+        .and_then(|v| v.to_str().ok());
+    let r = match overridden {
+        Some(m) if m.eq_ignore_ascii_case("PATCH") => update(&req, &path, payload, &state).await,
+        Some(m) => Err(ApiError::new(
+            Code::MethodNotAllowed,
+            format!("method override `{m}` is not supported"),
+        )),
+        None => add(&req, &path, payload, &state).await,
+    };
+    respond(&rid, r)
+}
+
+async fn add(
+    req: &HttpRequest,
+    path: &DbPath,
+    payload: web::Payload,
+    state: &State,
+) -> Result<Reply, ApiError> {
+    let env = env_of(req, path)?;
+    let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
+    require_object(&body)?;
+    reject_transaction(&body)?;
+    let (docs, _) = documents_of(body.get_mut("data").map(Value::take))?;
+    let ids = db_calls::add(state, &env, &coll_of(path), docs).await?;
+    Ok(Reply::Json(json!({ "insertedIds": ids })))
+}
+
+async fn update_documents(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    respond(&rid, update(&req, &path, payload, &state).await)
+}
+
+/// `{query, data, multi, upsert, replaceMode}`. The SDK sends `update()` data as operators and
+/// `set()` data as a plain document, so plain data (or `replaceMode: true`) is a replacement.
+async fn update(
+    req: &HttpRequest,
+    path: &DbPath,
+    payload: web::Payload,
+    state: &State,
+) -> Result<Reply, ApiError> {
+    let env = env_of(req, path)?;
+    let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
+    require_object(&body)?;
+    reject_transaction(&body)?;
+    let data = match body.get_mut("data").map(Value::take) {
+        Some(d @ Value::Object(_)) => d,
+        _ => {
+            return Err(ApiError::new(
+                Code::InvalidParam,
+                "`data` must be a JSON object",
+            ))
+        }
+    };
+    let has_operators = data
+        .as_object()
+        .is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
+    let merge = match (opt_bool(&body, "replaceMode")?, opt_bool(&body, "merge")?) {
+        (Some(true), _) => false,
+        (_, Some(merge)) => merge,
+        _ => has_operators,
+    };
+    let request = UpdateRequest {
+        query: query_of(body.get_mut("query").map(Value::take))?,
+        data,
+        merge,
+        multi: opt_bool(&body, "multi")?.unwrap_or(false),
+        upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
+    };
+    let r = db_calls::update(state, env, coll_of(path), request).await?;
+    Ok(Reply::Json(json!({
+        "matched": r.matched,
+        "updated": r.updated,
+        "upsert_id": r.upserted_id.unwrap_or_default(),
+    })))
+}
+
+async fn remove_documents(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let r = async {
+        let env = env_of(&req, &path)?;
+        let mut body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        require_object(&body)?;
+        reject_transaction(&body)?;
+        let multi = opt_bool(&body, "multi")?.unwrap_or(false);
+        let query = query_of(body.get_mut("query").map(Value::take))?;
+        let deleted = db_calls::remove(&state, env, coll_of(&path), query, multi).await?;
+        Ok(Reply::Json(json!({ "deleted": deleted })))
+    };
+    respond(&rid, r.await)
+}
+
+async fn add_collection(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let r = async {
+        let env = env_of(&req, &path)?;
+        let body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        let name = super::req_str(&body, "collectionName")?;
+        db_calls::add_collection(&state, &env, name).await?;
+        Ok(Reply::Json(json!({ "collectionName": name })))
+    };
+    respond(&rid, r.await)
+}
+
+fn reject_transaction(body: &Value) -> Result<(), ApiError> {
+    match body.get("transactionId") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) if s.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::new(
+            Code::InvalidParam,
+            "transactions are not supported yet",
+        )),
+    }
+}

@@ -1,0 +1,215 @@
+//! Protocol adapters only: routes, request ids, body reading and the error shapes of each protocol.
+//! Handlers parse, call the domain, and shape the reply for their client; no domain logic here.
+
+pub mod admin;
+pub mod cloudapi;
+pub mod db_calls;
+pub mod gateway;
+
+use std::future::{ready, Ready};
+use std::sync::Arc;
+
+use actix_web::dev::{Service, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH};
+use actix_web::http::StatusCode;
+use actix_web::{web, App, FromRequest, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::db::Database;
+use crate::error::{ApiError, Code};
+
+/// What every handler can reach.
+pub struct AppState {
+    pub db: Arc<Database>,
+    pub config: Config,
+}
+
+pub type State = web::Data<AppState>;
+
+/// The production application: every route of every protocol, with request ids and JSON errors.
+pub fn build_app(
+    state: State,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .wrap_fn(|req, srv| {
+            let id = client_request_id(&req).unwrap_or_else(new_request_id);
+            req.extensions_mut().insert(RequestId(id.clone()));
+            let fut = srv.call(req);
+            async move {
+                let mut res = fut.await?;
+                if let Ok(v) = HeaderValue::from_str(&id) {
+                    res.headers_mut()
+                        .insert(HeaderName::from_static("x-request-id"), v);
+                }
+                Ok(res)
+            }
+        })
+        .route("/health", web::get().to(health))
+        .configure(gateway::routes)
+        .configure(cloudapi::routes)
+        .configure(admin::routes)
+        .default_service(web::to(not_found))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn not_found(req: HttpRequest, rid: RequestId) -> HttpResponse {
+    let err = ApiError::new(
+        Code::NotFound,
+        format!("no route for {} {}", req.method(), req.path()),
+    );
+    gateway_error(&rid, &err)
+}
+
+/// 405 for a known path with a method it does not take.
+pub async fn method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
+    let err = ApiError::new(
+        Code::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    );
+    gateway_error(&rid, &err)
+}
+
+/// The request id of this request: the client's `x-request-id` if it is sane, else a new one.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl FromRequest for RequestId {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let id = req
+            .extensions()
+            .get::<RequestId>()
+            .cloned()
+            .unwrap_or_else(|| RequestId(new_request_id()));
+        ready(Ok(id))
+    }
+}
+
+fn client_request_id(req: &ServiceRequest) -> Option<String> {
+    let v = req.headers().get("x-request-id")?.to_str().ok()?;
+    let sane = (1..=128).contains(&v.len())
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    sane.then(|| v.to_string())
+}
+
+fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Reads a JSON body of at most `limit` bytes. Oversize, unreadable and malformed bodies are 4xx.
+pub async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Value, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            Code::BodyTooLarge,
+            format!("request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut buf = web::BytesMut::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(Code::InvalidParam, format!("cannot read request body: {e}"))
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.is_empty() {
+        return Err(ApiError::new(
+            Code::InvalidJson,
+            "request body is empty; a JSON object is required",
+        ));
+    }
+    serde_json::from_slice(&buf)
+        .map_err(|e| ApiError::new(Code::InvalidJson, format!("malformed JSON body: {e}")))
+}
+
+/// Runs blocking database work (scans, multi-document writes) off the async workers.
+pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    web::block(f).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        ApiError::new(Code::Internal, "internal error")
+    })?
+}
+
+/// GATEWAY and default error shape: `{code, message, requestId}` with the code's HTTP status.
+pub fn gateway_error(rid: &RequestId, err: &ApiError) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status)
+        .json(json!({ "code": err.code.as_str(), "message": err.message, "requestId": rid.0 }))
+}
+
+/// Adds `requestId` to an object reply.
+pub fn with_request_id(rid: &RequestId, mut body: Value) -> Value {
+    if let Value::Object(m) = &mut body {
+        m.insert("requestId".into(), Value::String(rid.0.clone()));
+    }
+    body
+}
+
+/// An optional boolean field of a request body; anything but a boolean (or absent/null) is a 4xx.
+pub fn opt_bool(body: &Value, key: &str) -> Result<Option<bool>, ApiError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::new(
+            Code::InvalidParam,
+            format!("`{key}` must be a boolean"),
+        )),
+    }
+}
+
+/// A required string field of a request body.
+pub fn req_str<'a>(body: &'a Value, key: &str) -> Result<&'a str, ApiError> {
+    body.get(key).and_then(Value::as_str).ok_or_else(|| {
+        ApiError::new(
+            Code::InvalidParam,
+            format!("`{key}` is required and must be a string"),
+        )
+    })
+}
+
+/// The body must be a JSON object.
+pub fn require_object(body: &Value) -> Result<(), ApiError> {
+    if body.is_object() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::InvalidJson,
+            "the request body must be a JSON object",
+        ))
+    }
+}
