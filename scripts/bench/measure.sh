@@ -45,7 +45,7 @@ wrk_s=$(awk '{print $1+$2}' "$base.wrktime")
 read -r cpu_pct wrk_pct other_pct < <(awk -v c0="$c0" -v c1="$c1" -v s0="$s0" -v s1="$s1" \
   -v t0="$t0" -v t1="$t1" -v tck="$TCK" -v w="$wrk_s" 'BEGIN{
     el=t1-t0; srv=(c1-c0)/tck/el*100; wrk=w/el*100; all=(s1-s0)/tck/el*100;
-    printf "%.0f %.0f %.0f\n", srv, wrk, all-srv-wrk }')
+    o=all-srv-wrk; if (o<0) o=0; printf "%.0f %.0f %.0f\n", srv, wrk, o }')
 line=$(grep '^RESULT' "$base.txt" || echo "RESULT rps=NA")
 get() { echo "$line" | tr ' ' '\n' | awk -F= -v k="$1" '$1==k{print $2}'; }
 errs=$(( $(get err_connect || true)+0 + $(get err_read || true)+0 + $(get err_write || true)+0 + $(get err_timeout || true)+0 ))

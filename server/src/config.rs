@@ -147,9 +147,6 @@ impl Config {
         if config.max_depth == 0 || config.max_depth > 100 {
             return Err("max_depth must be between 1 and 100".into());
         }
-        if config.max_document_bytes > config.max_body_bytes {
-            return Err("max_document_bytes must not exceed max_body_bytes".into());
-        }
         Ok(config)
     }
 }

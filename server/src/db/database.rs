@@ -97,7 +97,9 @@ impl Database {
             write_locks: Mutex::new(HashMap::new()),
         };
         if db.kv.get(&env_key(DEFAULT_ENV))?.is_none() {
-            db.create_env(DEFAULT_ENV)?.wait_blocking()?;
+            // flushed inline: `open` may run inside an async runtime, where waiting on a Commit would block it
+            drop(db.create_env(DEFAULT_ENV)?);
+            db.kv.flush()?;
         }
         Ok(db)
     }

@@ -134,11 +134,7 @@ fn kind(v: &Value) -> &'static str {
 }
 
 /// Turns the spec into (dot path, leaf) pairs; nested plain objects are dot paths.
-fn flatten(
-    prefix: String,
-    obj: &Map<String, Value>,
-    out: &mut Vec<(String, Node)>,
-) -> Result<(), DbError> {
+fn flatten(prefix: String, obj: &Map<String, Value>, out: &mut Vec<(String, Node)>) -> Result<(), DbError> {
     for (key, v) in obj {
         let path = if prefix.is_empty() {
             key.clone()
@@ -173,9 +169,9 @@ fn flatten(
             }
             other => {
                 return Err(DbError::InvalidParam(format!(
-                "projection of `{path}` must be 1, 0, true, false, $slice or $elemMatch, got {}",
-                kind(other)
-            )))
+                    "projection of `{path}` must be 1, 0, true, false, $slice or $elemMatch, got {}",
+                    kind(other)
+                )))
             }
         };
         out.push((path, node));
@@ -215,9 +211,7 @@ fn operator(path: &str, m: &Map<String, Value>) -> Result<Node, DbError> {
         )));
     }
     let Some((op, arg)) = m.iter().next() else {
-        return Err(DbError::InvalidCommand(format!(
-            "projection of `{path}` is empty"
-        )));
+        return Err(DbError::InvalidCommand(format!("projection of `{path}` is empty")));
     };
     match op.as_str() {
         "$slice" => {
@@ -264,9 +258,7 @@ fn operator(path: &str, m: &Map<String, Value>) -> Result<Node, DbError> {
 }
 
 fn collision(path: &str) -> DbError {
-    DbError::InvalidParam(format!(
-        "projection path `{path}` collides with another projected path"
-    ))
+    DbError::InvalidParam(format!("projection path `{path}` collides with another projected path"))
 }
 
 fn insert(tree: &mut Tree, path: &str, node: Node) -> Result<(), DbError> {
@@ -280,9 +272,7 @@ fn insert(tree: &mut Tree, path: &str, node: Node) -> Result<(), DbError> {
             cur.insert(seg.to_string(), node);
             return Ok(());
         }
-        let entry = cur
-            .entry(seg.to_string())
-            .or_insert_with(|| Node::Inner(Tree::new()));
+        let entry = cur.entry(seg.to_string()).or_insert_with(|| Node::Inner(Tree::new()));
         cur = match entry {
             Node::Inner(sub) => sub,
             _ => return Err(collision(path)),

@@ -1,47 +1,116 @@
-//! The query matcher: compiled filters, element filters ($elemMatch, $pull) and sort orders.
-//! (temporary API stub while the matcher is being written)
+//! The query matcher: compiled filters (MongoDB query semantics), element filters (`$elemMatch`,
+//! `$pull`) and sort orders.
+
+mod node;
+mod parse;
 
 use std::cmp::Ordering;
 
 use serde_json::Value;
 
+use crate::db::value::{as_date, compare};
 use crate::db::DbError;
+use node::{Node, Path, Test};
+use parse::{is_operator_object, parse_operators, parse_query, Target};
 
+/// A compiled query; cheap to evaluate against many documents.
 pub struct Filter {
-    _empty: bool,
+    nodes: Vec<Node>,
 }
 
 impl Filter {
+    /// `query` is already normalized (`value::normalize`) and must be a JSON object.
     pub fn parse(query: &Value) -> Result<Filter, DbError> {
-        if !query.is_object() {
-            return Err(DbError::InvalidParam("query must be a JSON object".into()));
-        }
-        Ok(Filter { _empty: true })
+        let q = query
+            .as_object()
+            .ok_or_else(|| DbError::InvalidParam("query must be a JSON object".into()))?;
+        Ok(Filter {
+            nodes: parse_query(q, 1)?,
+        })
     }
-    pub fn matches(&self, _doc: &Value) -> bool {
-        true
+
+    pub fn matches(&self, doc: &Value) -> bool {
+        self.nodes.iter().all(|n| n.eval(doc))
     }
+
+    /// The string `_id` the filter pins, if any (the engine then does a point lookup).
     pub fn id_equals(&self) -> Option<&str> {
-        None
+        fn find(nodes: &[Node]) -> Option<&str> {
+            nodes.iter().find_map(|n| match n {
+                Node::Field(path, Test::Eq(Value::String(id))) if path.raw() == "_id" => Some(id.as_str()),
+                Node::And(inner) => find(inner),
+                _ => None,
+            })
+        }
+        find(&self.nodes)
     }
+
+    /// Top-level equality conditions as (dot path, value) pairs, to seed an upserted document.
     pub fn equality_fields(&self) -> Vec<(String, Value)> {
-        Vec::new()
+        fn collect(nodes: &[Node], out: &mut Vec<(String, Value)>) {
+            for n in nodes {
+                match n {
+                    Node::Field(path, Test::Eq(v)) => out.push((path.raw().to_string(), v.clone())),
+                    Node::And(inner) => collect(inner, out),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        collect(&self.nodes, &mut out);
+        out
     }
+
+    /// True if the filter matches every document.
     pub fn is_empty(&self) -> bool {
-        true
+        self.nodes.is_empty()
     }
 }
 
+/// A condition on one value (an array element), as `$elemMatch` and `$pull` use it.
 pub struct ElementFilter {
-    _v: Value,
+    kind: ElementKind,
+}
+
+enum ElementKind {
+    /// `{$gt: 3}`: operators on the value itself.
+    Operators(Vec<Node>),
+    /// `{a: 1}`: a query on the element, which must be an object.
+    Query(Vec<Node>),
+    /// Anything else: equality.
+    Equals(Value),
 }
 
 impl ElementFilter {
     pub fn parse(cond: &Value) -> Result<ElementFilter, DbError> {
-        Ok(ElementFilter { _v: cond.clone() })
+        ElementFilter::parse_at(cond, 1)
     }
+
+    fn parse_at(cond: &Value, depth: usize) -> Result<ElementFilter, DbError> {
+        const LOGICAL: &[&str] = &["$and", "$or", "$nor", "$comment", "$expr", "$where", "$text"];
+        let kind = match cond {
+            Value::Object(m)
+                if is_operator_object(cond)
+                    && m.keys().all(|k| k.starts_with('$') && !LOGICAL.contains(&k.as_str())) =>
+            {
+                let mut nodes = Vec::with_capacity(m.len());
+                parse_operators(&Target::Value, m, depth, &mut nodes)?;
+                ElementKind::Operators(nodes)
+            }
+            Value::Object(m) if as_date(cond).is_none() => ElementKind::Query(parse_query(m, depth)?),
+            other => ElementKind::Equals(other.clone()),
+        };
+        Ok(ElementFilter { kind })
+    }
+
     pub fn matches(&self, value: &Value) -> bool {
-        crate::db::value::values_equal(&self._v, value)
+        match &self.kind {
+            ElementKind::Operators(nodes) => nodes.iter().all(|n| n.eval(value)),
+            ElementKind::Query(nodes) => {
+                value.is_object() && as_date(value).is_none() && nodes.iter().all(|n| n.eval(value))
+            }
+            ElementKind::Equals(x) => crate::db::value::values_equal(value, x),
+        }
     }
 }
 
@@ -51,18 +120,87 @@ pub enum Direction {
     Desc,
 }
 
+/// A sort order over several dot paths.
 pub struct Sort {
-    fields: Vec<(String, Direction)>,
+    fields: Vec<(Path, Direction)>,
+}
+
+static NULL: Value = Value::Null;
+
+/// The value a document sorts by on one field.
+#[derive(Clone, Copy)]
+enum SortKey<'a> {
+    /// An empty array sorts before null and missing fields.
+    EmptyArray,
+    Value(&'a Value),
+}
+
+impl SortKey<'_> {
+    fn cmp(self, other: SortKey<'_>) -> Ordering {
+        match (self, other) {
+            (SortKey::EmptyArray, SortKey::EmptyArray) => Ordering::Equal,
+            (SortKey::EmptyArray, _) => Ordering::Less,
+            (_, SortKey::EmptyArray) => Ordering::Greater,
+            (SortKey::Value(a), SortKey::Value(b)) => compare(a, b),
+        }
+    }
 }
 
 impl Sort {
+    /// fields: (dot path, direction), several allowed; empty = no sort.
     pub fn new(fields: Vec<(String, Direction)>) -> Sort {
-        Sort { fields }
+        Sort {
+            fields: fields.into_iter().map(|(p, d)| (Path::parse(&p), d)).collect(),
+        }
     }
+
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
-    pub fn compare(&self, _a: &Value, _b: &Value) -> Ordering {
+
+    /// MongoDB sort semantics: a missing field sorts as null; an array sorts by its smallest
+    /// element ascending and its largest descending.
+    pub fn compare(&self, a: &Value, b: &Value) -> Ordering {
+        for (path, dir) in &self.fields {
+            let o = sort_key(a, path, *dir).cmp(sort_key(b, path, *dir));
+            let o = if *dir == Direction::Desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
         Ordering::Equal
     }
 }
+
+fn sort_key<'a>(doc: &'a Value, path: &Path, dir: Direction) -> SortKey<'a> {
+    let mut best: Option<SortKey<'a>> = None;
+    let mut consider = |k: SortKey<'a>| {
+        let better = match best {
+            None => true,
+            Some(b) => {
+                let o = k.cmp(b);
+                if dir == Direction::Asc {
+                    o == Ordering::Less
+                } else {
+                    o == Ordering::Greater
+                }
+            }
+        };
+        if better {
+            best = Some(k);
+        }
+    };
+    path.any(doc, &mut |v: Option<&'a Value>| {
+        match v {
+            None => consider(SortKey::Value(&NULL)),
+            Some(Value::Array(items)) if items.is_empty() => consider(SortKey::EmptyArray),
+            Some(Value::Array(items)) => items.iter().for_each(|e| consider(SortKey::Value(e))),
+            Some(other) => consider(SortKey::Value(other)),
+        }
+        false
+    });
+    best.unwrap_or(SortKey::Value(&NULL))
+}
+
+#[cfg(test)]
+mod tests;

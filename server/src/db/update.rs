@@ -115,17 +115,13 @@ impl Update {
             return parse_replacement(obj);
         }
         if obj.is_empty() {
-            return Err(DbError::InvalidParam(
-                "update data is empty: nothing to update".into(),
-            ));
+            return Err(DbError::InvalidParam("update data is empty: nothing to update".into()));
         }
         let mut ops = Vec::new();
         for (key, val) in obj {
             if key.starts_with('$') {
                 let Some(name) = OPERATORS.iter().copied().find(|n| *n == key) else {
-                    return Err(DbError::InvalidCommand(format!(
-                        "unknown update operator `{key}`"
-                    )));
+                    return Err(DbError::InvalidCommand(format!("unknown update operator `{key}`")));
                 };
                 let Value::Object(fields) = val else {
                     return Err(DbError::InvalidCommand(format!(
@@ -141,15 +137,11 @@ impl Update {
             }
         }
         if ops.is_empty() {
-            return Err(DbError::InvalidParam(
-                "update data has no fields to update".into(),
-            ));
+            return Err(DbError::InvalidParam("update data has no fields to update".into()));
         }
         check_conflicts(&ops)?;
         ops.sort_by(|a, b| a.segs.cmp(&b.segs));
-        Ok(Update {
-            kind: Kind::Ops(ops),
-        })
+        Ok(Update { kind: Kind::Ops(ops) })
     }
 
     pub fn is_replacement(&self) -> bool {
@@ -257,13 +249,7 @@ fn check_value(segs: &[String], v: &Value, in_array: bool) -> Result<(), DbError
 
 fn parse_action(name: &str, p: &str, segs: &[String], operand: &Value) -> Result<Action, DbError> {
     let number = |operand: &Value| {
-        Num::of(operand).ok_or_else(|| {
-            bad_operand(
-                name,
-                p,
-                format!("needs a number, got {}", type_name(operand)),
-            )
-        })
+        Num::of(operand).ok_or_else(|| bad_operand(name, p, format!("needs a number, got {}", type_name(operand))))
     };
     Ok(match name {
         "$set" => {
@@ -292,11 +278,7 @@ fn parse_action(name: &str, p: &str, segs: &[String], operand: &Value) -> Result
             let to_segs = parse_path(to)?;
             check_not_id(&to_segs)?;
             if to_segs == segs {
-                return Err(bad_operand(
-                    name,
-                    p,
-                    "the new name is the same as the old one",
-                ));
+                return Err(bad_operand(name, p, "the new name is the same as the old one"));
             }
             Action::Rename {
                 to: to.clone(),
@@ -323,11 +305,7 @@ fn parse_action(name: &str, p: &str, segs: &[String], operand: &Value) -> Result
         "$pull" => Action::Pull(PullCond::parse(operand)?),
         "$pullAll" => Action::PullAll(array::parse_pull_all(p, operand)?),
         "$bit" => Action::Bit(parse_bit(p, operand)?),
-        other => {
-            return Err(DbError::InvalidCommand(format!(
-                "unknown update operator `{other}`"
-            )))
-        }
+        other => return Err(DbError::InvalidCommand(format!("unknown update operator `{other}`"))),
     })
 }
 
@@ -344,13 +322,7 @@ fn parse_bit(p: &str, operand: &Value) -> Result<Vec<(BitOp, i64)>, DbError> {
             "and" => BitOp::And,
             "or" => BitOp::Or,
             "xor" => BitOp::Xor,
-            other => {
-                return Err(bad_operand(
-                    "$bit",
-                    p,
-                    format!("unknown bitwise operation `{other}`"),
-                ))
-            }
+            other => return Err(bad_operand("$bit", p, format!("unknown bitwise operation `{other}`"))),
         };
         let Some(n) = v.as_i64() else {
             return Err(bad_operand("$bit", p, format!("`{k}` needs an integer")));
@@ -384,10 +356,7 @@ fn check_conflicts(ops: &[Op]) -> Result<(), DbError> {
     Ok(())
 }
 
-fn apply_replacement(
-    doc: &mut Map<String, Value>,
-    repl: &Map<String, Value>,
-) -> Result<Changes, DbError> {
+fn apply_replacement(doc: &mut Map<String, Value>, repl: &Map<String, Value>) -> Result<Changes, DbError> {
     let mut out = Map::with_capacity(repl.len() + 1);
     match (doc.get("_id"), repl.get("_id")) {
         (Some(old), Some(new)) if !values_equal(old, new) => {
@@ -409,11 +378,7 @@ fn apply_replacement(
             changes.updated_fields.insert(k.clone(), v.clone());
         }
     }
-    changes.removed_fields = doc
-        .keys()
-        .filter(|k| !out.contains_key(*k))
-        .cloned()
-        .collect();
+    changes.removed_fields = doc.keys().filter(|k| !out.contains_key(*k)).cloned().collect();
     if !changes.is_empty() {
         *doc = out;
     }
@@ -445,10 +410,7 @@ fn apply_op(doc: &mut Map<String, Value>, op: &Op, changes: &mut Changes) -> Res
             None => return Ok(()),
         },
         Lookup::Blocked { prefix, holds } => {
-            if matches!(
-                op.action,
-                Action::Pop { .. } | Action::Pull(_) | Action::PullAll(_)
-            ) {
+            if matches!(op.action, Action::Pop { .. } | Action::Pull(_) | Action::PullAll(_)) {
                 return Ok(());
             }
             return Err(blocked_error(&op.path, &prefix, holds));
@@ -492,11 +454,7 @@ fn rename(
 }
 
 fn overflow(name: &str, path: &str) -> DbError {
-    bad_operand(
-        name,
-        path,
-        "integer overflow (the result does not fit in 64 bits)",
-    )
+    bad_operand(name, path, "integer overflow (the result does not fit in 64 bits)")
 }
 
 fn not_a(name: &str, path: &str, cur: &Value, want: &str) -> DbError {
@@ -516,15 +474,9 @@ fn compute(op: &Op, cur: Option<&Value>) -> Result<Option<Value>, DbError> {
         (Action::Unset | Action::Rename { .. }, _) => return Ok(None),
         (Action::Set(v), _) => v.clone(),
         (Action::Inc(n), None) => n.to_value(name, p)?,
-        (Action::Inc(n), Some(c)) => number(c)?
-            .add(*n)
-            .ok_or_else(|| overflow(name, p))?
-            .to_value(name, p)?,
+        (Action::Inc(n), Some(c)) => number(c)?.add(*n).ok_or_else(|| overflow(name, p))?.to_value(name, p)?,
         (Action::Mul(n), None) => n.zero().to_value(name, p)?,
-        (Action::Mul(n), Some(c)) => number(c)?
-            .mul(*n)
-            .ok_or_else(|| overflow(name, p))?
-            .to_value(name, p)?,
+        (Action::Mul(n), Some(c)) => number(c)?.mul(*n).ok_or_else(|| overflow(name, p))?.to_value(name, p)?,
         (Action::Min(v), Some(c)) if compare(v, c) != Ordering::Less => return Ok(None),
         (Action::Max(v), Some(c)) if compare(v, c) != Ordering::Greater => return Ok(None),
         (Action::Min(v) | Action::Max(v), _) => v.clone(),

@@ -76,13 +76,7 @@ fn convert_wrapper(key: &str, inner: &Value, now_ms: i64) -> Result<Option<Value
             };
             match Number::from_f64(f) {
                 Some(n) if f.is_finite() => Value::Number(n),
-                _ => {
-                    return Err(bad_wrapper(
-                        key,
-                        inner,
-                        "non-finite numbers are not supported",
-                    ))
-                }
+                _ => return Err(bad_wrapper(key, inner, "non-finite numbers are not supported")),
             }
         }
         "$timestamp" => {
@@ -99,8 +93,7 @@ fn convert_wrapper(key: &str, inner: &Value, now_ms: i64) -> Result<Option<Value
         "$regularExpression" => {
             let pattern = inner.get("pattern").and_then(Value::as_str);
             let options = inner.get("options").and_then(Value::as_str).unwrap_or("");
-            let pattern =
-                pattern.ok_or_else(|| bad_wrapper(key, inner, "expected {pattern, options}"))?;
+            let pattern = pattern.ok_or_else(|| bad_wrapper(key, inner, "expected {pattern, options}"))?;
             let mut m = Map::new();
             m.insert("$regex".into(), Value::from(pattern));
             m.insert("$options".into(), Value::from(options));
@@ -156,9 +149,7 @@ fn parse_date(inner: &Value, now_ms: i64) -> Result<i64, DbError> {
                 _ => Err(bad_wrapper("$date", inner, "out of range")),
             }
         }
-        Value::String(s) => {
-            parse_rfc3339(s).ok_or_else(|| bad_wrapper("$date", inner, "not an ISO 8601 date-time"))
-        }
+        Value::String(s) => parse_rfc3339(s).ok_or_else(|| bad_wrapper("$date", inner, "not an ISO 8601 date-time")),
         Value::Object(m) if m.len() == 1 => {
             if let Some(long) = m.get("$numberLong") {
                 wrapped_integer(long, "$numberLong")
@@ -177,14 +168,8 @@ fn parse_date(inner: &Value, now_ms: i64) -> Result<i64, DbError> {
                     other => other.as_f64(),
                 };
                 match off {
-                    Some(f) if f.is_finite() && f.abs() < 9.0e18 => {
-                        Ok(now_ms.saturating_add(f.floor() as i64))
-                    }
-                    _ => Err(bad_wrapper(
-                        "$date",
-                        inner,
-                        "offset must be a number of milliseconds",
-                    )),
+                    Some(f) if f.is_finite() && f.abs() < 9.0e18 => Ok(now_ms.saturating_add(f.floor() as i64)),
+                    _ => Err(bad_wrapper("$date", inner, "offset must be a number of milliseconds")),
                 }
             } else {
                 Err(bad_wrapper(
@@ -213,11 +198,7 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
         std::str::from_utf8(part).ok()?.parse().ok()
     };
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if b.get(4) != Some(&b'-')
-        || b.get(7) != Some(&b'-')
-        || !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-    {
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
     let mut ms = days_from_civil(year, month, day) * 86_400_000;
@@ -246,11 +227,9 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
                 if digits.is_empty() {
                     return None;
                 }
-                let mut frac = 0i64;
-                for (k, d) in digits.iter().take(3).enumerate() {
-                    frac += i64::from(d - b'0') * [100, 10, 1][k];
+                for (d, scale) in digits.iter().zip([100, 10, 1]) {
+                    ms += i64::from(d - b'0') * scale;
                 }
-                ms += frac;
             }
         }
     }
@@ -352,9 +331,7 @@ pub fn compare_numbers(x: &Number, y: &Number) -> Ordering {
 }
 
 fn as_int(n: &Number) -> Option<i128> {
-    n.as_i64()
-        .map(i128::from)
-        .or_else(|| n.as_u64().map(i128::from))
+    n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from))
 }
 
 fn compare_int_float(i: i128, f: f64) -> Ordering {
@@ -382,11 +359,10 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
         (Value::Number(x), Value::Number(y)) => compare_numbers(x, y) == Ordering::Equal,
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Null, Value::Null) => true,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(u, v)| values_equal(u, v))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(u, v)| values_equal(u, v)),
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
+                && as_date(a).is_some() == as_date(b).is_some()
                 && x.iter()
                     .zip(y)
                     .all(|((ka, va), (kb, vb))| ka == kb && values_equal(va, vb))
@@ -399,9 +375,7 @@ pub fn values_equal(a: &Value, b: &Value) -> bool {
 /// and whose nesting is at most `max_depth` levels.
 pub fn validate_document(doc: &Value, max_depth: usize) -> Result<(), DbError> {
     if !doc.is_object() {
-        return Err(DbError::InvalidParam(
-            "a document must be a JSON object".into(),
-        ));
+        return Err(DbError::InvalidParam("a document must be a JSON object".into()));
     }
     validate_at(doc, max_depth, 1)
 }
@@ -425,9 +399,7 @@ fn validate_at(v: &Value, max: usize, depth: usize) -> Result<(), DbError> {
             if depth > max {
                 return Err(DbError::NestingTooDeep(max));
             }
-            items
-                .iter()
-                .try_for_each(|item| validate_at(item, max, depth + 1))
+            items.iter().try_for_each(|item| validate_at(item, max, depth + 1))
         }
         _ => Ok(()),
     }
@@ -451,9 +423,7 @@ fn check_key(k: &str) -> Result<(), DbError> {
     if shown.len() < k.len() {
         shown.push('…');
     }
-    Err(DbError::InvalidName(format!(
-        "invalid field name `{shown}`: {why}"
-    )))
+    Err(DbError::InvalidName(format!("invalid field name `{shown}`: {why}")))
 }
 
 #[cfg(test)]

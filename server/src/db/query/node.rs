@@ -51,9 +51,8 @@ impl Path {
         let segs = raw
             .split('.')
             .map(|s| {
-                let canonical = !s.is_empty()
-                    && s.bytes().all(|b| b.is_ascii_digit())
-                    && (s == "0" || !s.starts_with('0'));
+                let canonical =
+                    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
                 Seg {
                     name: s.to_string(),
                     index: if canonical { s.parse().ok() } else { None },
@@ -158,9 +157,7 @@ impl Test {
             (Test::Size(_) | Test::ElemMatch(_), Some(v)) => self.single(v),
             (Test::Size(_) | Test::ElemMatch(_) | Test::Type(_), None) => false,
             (_, None) => self.on_missing(),
-            (_, Some(v)) => {
-                self.single(v) || matches!(v, Value::Array(items) if items.iter().any(|e| self.single(e)))
-            }
+            (_, Some(v)) => self.single(v) || matches!(v, Value::Array(items) if items.iter().any(|e| self.single(e))),
         }
     }
 

@@ -80,13 +80,11 @@ impl Push {
                     saw_each = true;
                 }
                 "$position" => {
-                    let p = int_operand(v)
-                        .ok_or_else(|| bad("$push", path, "$position needs an integer"))?;
+                    let p = int_operand(v).ok_or_else(|| bad("$push", path, "$position needs an integer"))?;
                     push.position = Some(p);
                 }
                 "$slice" => {
-                    let s = int_operand(v)
-                        .ok_or_else(|| bad("$push", path, "$slice needs an integer"))?;
+                    let s = int_operand(v).ok_or_else(|| bad("$push", path, "$slice needs an integer"))?;
                     push.slice = Some(s);
                 }
                 "$sort" => push.sort = Some(parse_sort(path, v)?),
@@ -94,19 +92,13 @@ impl Push {
                     return Err(bad(
                         "$push",
                         path,
-                        format!(
-                            "unknown modifier `{other}` (expected $each, $position, $sort, $slice)"
-                        ),
+                        format!("unknown modifier `{other}` (expected $each, $position, $sort, $slice)"),
                     ))
                 }
             }
         }
         if !saw_each {
-            return Err(bad(
-                "$push",
-                path,
-                "modifiers $position, $sort and $slice need $each",
-            ));
+            return Err(bad("$push", path, "modifiers $position, $sort and $slice need $each"));
         }
         Ok(push)
     }
@@ -210,11 +202,7 @@ pub(super) fn parse_pop(path: &str, operand: &Value) -> Result<bool, DbError> {
     match int_operand(operand) {
         Some(1) => Ok(false),
         Some(-1) => Ok(true),
-        _ => Err(bad(
-            "$pop",
-            path,
-            "needs 1 (remove the last element) or -1 (the first)",
-        )),
+        _ => Err(bad("$pop", path, "needs 1 (remove the last element) or -1 (the first)")),
     }
 }
 
@@ -242,9 +230,7 @@ pub(super) enum PullCond {
 impl PullCond {
     pub(super) fn parse(operand: &Value) -> Result<PullCond, DbError> {
         match operand {
-            Value::Object(_) if as_date(operand).is_none() => {
-                Ok(PullCond::Matches(ElementFilter::parse(operand)?))
-            }
+            Value::Object(_) if as_date(operand).is_none() => Ok(PullCond::Matches(ElementFilter::parse(operand)?)),
             other => Ok(PullCond::Equal(other.clone())),
         }
     }
@@ -258,11 +244,7 @@ impl PullCond {
 }
 
 pub(super) fn pull(current: &[Value], cond: &PullCond) -> Vec<Value> {
-    current
-        .iter()
-        .filter(|v| !cond.matches(v))
-        .cloned()
-        .collect()
+    current.iter().filter(|v| !cond.matches(v)).cloned().collect()
 }
 
 pub(super) fn parse_pull_all(path: &str, operand: &Value) -> Result<Vec<Value>, DbError> {

@@ -144,12 +144,7 @@ pub(super) fn article(word: &str) -> &'static str {
 
 /// Sets `value` at `segs`, creating missing intermediate objects; numeric segments index
 /// existing arrays, padding with null up to [`MAX_ARRAY_INDEX`].
-pub(super) fn set_segs(
-    doc: &mut Map<String, Value>,
-    segs: &[String],
-    path: &str,
-    value: Value,
-) -> Result<(), DbError> {
+pub(super) fn set_segs(doc: &mut Map<String, Value>, segs: &[String], path: &str, value: Value) -> Result<(), DbError> {
     let Some((first, rest)) = segs.split_first() else {
         return Err(DbError::InvalidName("a field path may not be empty".into()));
     };
@@ -157,20 +152,12 @@ pub(super) fn set_segs(
         doc.insert(first.clone(), value);
         return Ok(());
     }
-    let child = doc
-        .entry(first.clone())
-        .or_insert_with(|| Value::Object(Map::new()));
+    let child = doc.entry(first.clone()).or_insert_with(|| Value::Object(Map::new()));
     set_in(child, segs, 1, path, value)
 }
 
 /// `cur` is the value at `segs[..at]`; sets `segs[at..]` inside it.
-fn set_in(
-    cur: &mut Value,
-    segs: &[String],
-    at: usize,
-    path: &str,
-    value: Value,
-) -> Result<(), DbError> {
+fn set_in(cur: &mut Value, segs: &[String], at: usize, path: &str, value: Value) -> Result<(), DbError> {
     let Some(seg) = segs.get(at) else {
         *cur = value;
         return Ok(());
@@ -182,9 +169,7 @@ fn set_in(
                 m.insert(seg.clone(), value);
                 return Ok(());
             }
-            let child = m
-                .entry(seg.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
+            let child = m.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
             set_in(child, segs, at + 1, path, value)
         }
         Value::Array(a) => {

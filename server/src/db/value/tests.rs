@@ -27,10 +27,7 @@ fn legacy_and_canonical_dates() {
         norm(json!({"$date": {"$numberLong": "x"}})),
         Err(DbError::InvalidParam(_))
     ));
-    assert!(matches!(
-        norm(json!({"$date": true})),
-        Err(DbError::InvalidParam(_))
-    ));
+    assert!(matches!(norm(json!({"$date": true})), Err(DbError::InvalidParam(_))));
     assert!(matches!(
         norm(json!({"$date": {"a": 1}})),
         Err(DbError::InvalidParam(_))
@@ -40,33 +37,15 @@ fn legacy_and_canonical_dates() {
 #[test]
 fn iso_dates() {
     let d = |s: &str| norm(json!({ "$date": s }));
-    assert_eq!(
-        d("2023-11-14T22:13:20.000Z").unwrap(),
-        json!({"$date": NOW})
-    );
+    assert_eq!(d("2023-11-14T22:13:20.000Z").unwrap(), json!({"$date": NOW}));
     assert_eq!(d("2023-11-14T22:13:20Z").unwrap(), json!({"$date": NOW}));
-    assert_eq!(
-        d("2023-11-14T22:13:20.5Z").unwrap(),
-        json!({"$date": NOW + 500})
-    );
-    assert_eq!(
-        d("2023-11-14T22:13:20.123456Z").unwrap(),
-        json!({"$date": NOW + 123})
-    );
-    assert_eq!(
-        d("2023-11-15T06:13:20+08:00").unwrap(),
-        json!({"$date": NOW})
-    );
-    assert_eq!(
-        d("2023-11-14T20:13:20-02:00").unwrap(),
-        json!({"$date": NOW})
-    );
+    assert_eq!(d("2023-11-14T22:13:20.5Z").unwrap(), json!({"$date": NOW + 500}));
+    assert_eq!(d("2023-11-14T22:13:20.123456Z").unwrap(), json!({"$date": NOW + 123}));
+    assert_eq!(d("2023-11-15T06:13:20+08:00").unwrap(), json!({"$date": NOW}));
+    assert_eq!(d("2023-11-14T20:13:20-02:00").unwrap(), json!({"$date": NOW}));
     assert_eq!(d("1970-01-01").unwrap(), json!({"$date": 0}));
     assert_eq!(d("1969-12-31T23:59:59Z").unwrap(), json!({"$date": -1000}));
-    assert_eq!(
-        d("2000-02-29T00:00:00Z").unwrap(),
-        json!({"$date": 951782400000i64})
-    );
+    assert_eq!(d("2000-02-29T00:00:00Z").unwrap(), json!({"$date": 951782400000i64}));
     for bad in [
         "",
         "2023",
@@ -82,10 +61,7 @@ fn iso_dates() {
 
 #[test]
 fn server_dates() {
-    assert_eq!(
-        norm(json!({"$date": {"offset": 0}})).unwrap(),
-        json!({"$date": NOW})
-    );
+    assert_eq!(norm(json!({"$date": {"offset": 0}})).unwrap(), json!({"$date": NOW}));
     assert_eq!(
         norm(json!({"$date": {"offset": 1000}})).unwrap(),
         json!({"$date": NOW + 1000})
@@ -117,10 +93,7 @@ fn numbers() {
     );
     assert_eq!(norm(json!({"$numberDouble": "1.5"})).unwrap(), json!(1.5));
     assert_eq!(norm(json!({"$numberDouble": "-0.0"})).unwrap(), json!(-0.0));
-    assert_eq!(
-        norm(json!({"$numberDecimal": "2.25"})).unwrap(),
-        json!(2.25)
-    );
+    assert_eq!(norm(json!({"$numberDecimal": "2.25"})).unwrap(), json!(2.25));
     for bad in [
         json!({"$numberInt": "abc"}),
         json!({"$numberInt": "2147483648"}),
@@ -152,11 +125,7 @@ fn nested_and_other_wrappers() {
 fn nested(levels: usize) -> Value {
     let mut v = json!(1);
     for i in 0..levels {
-        v = if i % 2 == 0 {
-            json!({ "k": v })
-        } else {
-            json!([v])
-        };
+        v = if i % 2 == 0 { json!({ "k": v }) } else { json!([v]) };
     }
     v
 }
@@ -164,19 +133,13 @@ fn nested(levels: usize) -> Value {
 #[test]
 fn depth_limits() {
     assert!(normalize(nested(3), NOW, 3).is_ok());
-    assert!(matches!(
-        normalize(nested(4), NOW, 3),
-        Err(DbError::NestingTooDeep(3))
-    ));
+    assert!(matches!(normalize(nested(4), NOW, 3), Err(DbError::NestingTooDeep(3))));
     assert!(norm(nested(64)).is_ok());
     assert!(matches!(norm(nested(65)), Err(DbError::NestingTooDeep(64))));
     let doc = json!({ "k": nested(63) });
     assert!(validate_document(&doc, 64).is_ok());
     let doc = json!({ "k": nested(64) });
-    assert!(matches!(
-        validate_document(&doc, 64),
-        Err(DbError::NestingTooDeep(64))
-    ));
+    assert!(matches!(validate_document(&doc, 64), Err(DbError::NestingTooDeep(64))));
     // a date at the deepest level is fine in both
     let doc = json!({"a": {"b": {"$date": 5}}});
     assert!(normalize(doc.clone(), NOW, 3).is_ok());
@@ -230,10 +193,7 @@ fn cross_type_order() {
 fn numeric_equality_and_precision() {
     assert!(values_equal(&json!(1), &json!(1.0)));
     assert!(values_equal(&json!({"a": [1]}), &json!({"a": [1.0]})));
-    assert!(!values_equal(
-        &json!({"a": 1, "b": 2}),
-        &json!({"b": 2, "a": 1})
-    ));
+    assert!(!values_equal(&json!({"a": 1, "b": 2}), &json!({"b": 2, "a": 1})));
     assert_eq!(
         compare(&json!(9007199254740993i64), &json!(9007199254740992.0)),
         Ordering::Greater
@@ -243,6 +203,8 @@ fn numeric_equality_and_precision() {
     assert_eq!(compare(&json!(i64::MAX), &json!(1e19)), Ordering::Less);
     assert_eq!(compare(&json!(0), &json!(-0.0)), Ordering::Equal);
     assert!(!values_equal(&json!("1"), &json!(1)));
+    assert!(!values_equal(&json!({"$date": 1}), &json!({"$date": 1.0})));
+    assert_ne!(compare(&json!({"$date": 1}), &json!({"$date": 1.0})), Ordering::Equal);
 }
 
 #[test]

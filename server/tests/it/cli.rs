@@ -1,0 +1,77 @@
+//! Admin subcommands work on the data dir directly when no server runs, and through the server's
+//! admin API when one does.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+
+use serde_json::json;
+
+use crate::common::*;
+
+fn lb(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lightbase"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("LIGHTBASE_LOG", "warn")
+        .output()
+        .expect("run lightbase");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn admin_commands_work_offline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    assert!(lb(dir.path(), &["env", "create", "prod"]).0);
+    let (ok, out, _) = lb(dir.path(), &["env", "list"]);
+    assert!(ok);
+    assert_eq!(out.lines().collect::<Vec<_>>(), vec!["default", "prod"]);
+    assert!(lb(dir.path(), &["collection", "create", "prod", "todos"]).0);
+    let (ok, out, _) = lb(dir.path(), &["collection", "list", "prod"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "todos\t0");
+    // errors are reported with a non-zero exit
+    let (ok, _, err) = lb(dir.path(), &["collection", "create", "prod", "todos"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = lb(dir.path(), &["collection", "create", "nope", "todos"]);
+    assert!(!ok && err.contains("nope"), "{err}");
+    let (ok, _, err) = lb(dir.path(), &["env", "create", "bad/name"]);
+    assert!(!ok && err.contains("invalid environment name"), "{err}");
+}
+
+#[test]
+fn admin_commands_go_through_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lightbase"))
+        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(dir.path())
+        .env("LIGHTBASE_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base);
+    // the server holds the data dir; the CLI must use its API, and the server sees the change at once
+    let (ok, _, err) = lb(dir.path(), &["env", "create", "staging"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = lb(dir.path(), &["collection", "create", "staging", "posts"]);
+    assert!(ok, "{err}");
+    let (status, _) = http(
+        "POST",
+        &format!("{base}{DB}/collections/posts/documents?env=staging"),
+        Some(&json!({"data": [{"t": 1}]})),
+    );
+    assert_eq!(status, 200);
+    let (ok, out, _) = lb(dir.path(), &["collection", "list", "staging"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "posts\t1");
+    let (ok, _, err) = lb(dir.path(), &["env", "create", "staging"]);
+    assert!(!ok && err.contains("ENV_ALREADY_EXIST"), "{err}");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}

@@ -1,0 +1,154 @@
+//! Test harness: an in-process app over a temp data dir, a real-socket server, and HTTP helpers.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::{test, web};
+use lightbase::db::{Database, Limits};
+use lightbase::{build_app, AppState, Config};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// GATEWAY prefix of the default instance/database.
+pub const DB: &str = "/v1/database/instances/(default)/databases/(default)";
+
+/// An in-process app over a fresh data dir.
+pub struct TestApp {
+    pub dir: TempDir,
+    pub state: web::Data<AppState>,
+}
+
+impl TestApp {
+    pub fn new() -> TestApp {
+        Self::with_config(|_| {})
+    }
+
+    pub fn with_config(f: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::with_dir(dir.path());
+        f(&mut config);
+        let limits = Limits {
+            max_document_bytes: config.max_document_bytes,
+            max_depth: config.max_depth,
+            ..Limits::default()
+        };
+        let db = Arc::new(Database::open(dir.path(), limits).expect("open db"));
+        TestApp { dir, state: web::Data::new(AppState { db, config }) }
+    }
+
+    pub async fn service(
+        &self,
+    ) -> impl Service<actix_http::Request, Response = ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error>
+    {
+        test::init_service(build_app(self.state.clone())).await
+    }
+}
+
+/// Sends a request and returns (status, JSON body). Non-JSON bodies become `Value::String`.
+pub async fn send<S, B>(app: &S, req: test::TestRequest) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status().as_u16();
+    let bytes = test::read_body(res).await;
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, body)
+}
+
+pub fn post_json(uri: &str, body: &Value) -> test::TestRequest {
+    test::TestRequest::post().uri(uri).insert_header(("content-type", "application/json")).set_payload(body.to_string())
+}
+
+pub fn patch_json(uri: &str, body: &Value) -> test::TestRequest {
+    test::TestRequest::patch().uri(uri).insert_header(("content-type", "application/json")).set_payload(body.to_string())
+}
+
+pub fn get(uri: &str) -> test::TestRequest {
+    test::TestRequest::get().uri(uri)
+}
+
+/// Percent-encodes a query-string value.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A server on a real socket (127.0.0.1, ephemeral port) running `lightbase::run` in its own thread.
+pub struct SocketServer {
+    pub base: String,
+    pub dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl SocketServer {
+    pub fn start() -> SocketServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let config = Config::with_dir(dir.path());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(lightbase::run(listener, config, async move {
+                let _ = rx.await;
+            }))
+        });
+        wait_healthy(&base);
+        SocketServer { base, dir, stop: Some(tx), thread: Some(thread) }
+    }
+
+    /// Graceful stop; returns what `run` returned.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().expect("server thread panicked"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SocketServer {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+pub fn wait_healthy(base: &str) {
+    for _ in 0..200 {
+        if ureq::get(&format!("{base}/health")).timeout(Duration::from_millis(500)).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("server at {base} did not become healthy");
+}
+
+/// Blocking HTTP call on a real socket: (status, JSON body).
+pub fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    let res = match body {
+        Some(b) => req.set("content-type", "application/json").send_string(&b.to_string()),
+        None => req.call(),
+    };
+    match res {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}

@@ -1,0 +1,12 @@
+//! Integration tests: one test binary over the production app (in-process and on real sockets)
+//! and the real `lightbase` binary.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod cloudapi;
+mod gateway;
+mod durability;
+mod layering;
+mod lifecycle;
