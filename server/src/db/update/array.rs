@@ -265,3 +265,6 @@ pub(super) fn pull_all(current: &[Value], values: &[Value]) -> Vec<Value> {
         .cloned()
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
