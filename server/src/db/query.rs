@@ -170,6 +170,46 @@ impl Sort {
         }
         Ordering::Equal
     }
+
+    /// Sorts `items` (stable) as `compare` would, extracting each document's keys only once:
+    /// much faster than `sort_by(compare)` on large result sets.
+    pub fn sort_vec<T>(&self, items: &mut Vec<T>, doc: impl Fn(&T) -> &Value) {
+        if self.fields.is_empty() || items.len() < 2 {
+            return;
+        }
+        let order: Vec<usize> = {
+            let keys: Vec<Vec<SortKey<'_>>> = items
+                .iter()
+                .map(|item| {
+                    let d = doc(item);
+                    self.fields.iter().map(|(p, dir)| sort_key(d, p, *dir)).collect()
+                })
+                .collect();
+            let mut order: Vec<usize> = (0..items.len()).collect();
+            order.sort_by(|&i, &j| match (keys.get(i), keys.get(j)) {
+                (Some(a), Some(b)) => self.compare_keys(a, b),
+                _ => Ordering::Equal,
+            });
+            order
+        };
+        let mut slots: Vec<Option<T>> = std::mem::take(items).into_iter().map(Some).collect();
+        items.extend(
+            order
+                .into_iter()
+                .filter_map(|i| slots.get_mut(i).and_then(Option::take)),
+        );
+    }
+
+    fn compare_keys(&self, a: &[SortKey<'_>], b: &[SortKey<'_>]) -> Ordering {
+        for (((_, dir), ka), kb) in self.fields.iter().zip(a).zip(b) {
+            let o = ka.cmp(*kb);
+            let o = if *dir == Direction::Desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    }
 }
 
 fn sort_key<'a>(doc: &'a Value, path: &Path, dir: Direction) -> SortKey<'a> {

@@ -494,9 +494,15 @@ fn element_filter() {
     ));
 }
 
-fn sorted(sort: &Sort, mut docs: Vec<Value>) -> Vec<Value> {
-    docs.sort_by(|a, b| sort.compare(a, b));
-    docs.into_iter().map(|d| d["id"].clone()).collect()
+/// Sorts with `compare` and with `sort_vec`, checks they agree, returns the ids.
+fn sorted(sort: &Sort, docs: Vec<Value>) -> Vec<Value> {
+    let mut by_compare = docs.clone();
+    by_compare.sort_by(|a, b| sort.compare(a, b));
+    let mut pairs: Vec<(usize, Value)> = docs.into_iter().enumerate().collect();
+    sort.sort_vec(&mut pairs, |p| &p.1);
+    let by_vec: Vec<Value> = pairs.into_iter().map(|p| p.1).collect();
+    assert_eq!(by_compare, by_vec);
+    by_vec.into_iter().map(|d| d["id"].clone()).collect()
 }
 
 #[test]
