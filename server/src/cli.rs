@@ -17,9 +17,7 @@ enum Target {
 
 fn target(dir: &Path) -> Result<Target, String> {
     if let Some(addr) = crate::server_address(dir) {
-        let addr = addr
-            .replace("0.0.0.0", "127.0.0.1")
-            .replace("[::]", "[::1]");
+        let addr = addr.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
         let base = format!("http://{addr}");
         let alive = ureq::get(&format!("{base}/health"))
             .timeout(Duration::from_secs(3))
@@ -29,14 +27,12 @@ fn target(dir: &Path) -> Result<Target, String> {
             return Ok(Target::Remote(base));
         }
     }
-    Database::open(dir, Limits::default())
-        .map(Target::Local)
-        .map_err(|e| {
-            format!(
-                "cannot open {}: {e} (is another lightbase process using it?)",
-                dir.display()
-            )
-        })
+    Database::open(dir, Limits::default()).map(Target::Local).map_err(|e| {
+        format!(
+            "cannot open {}: {e} (is another lightbase process using it?)",
+            dir.display()
+        )
+    })
 }
 
 /// Runs one admin command; returns what to print.
@@ -45,12 +41,7 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
         Command::Env(EnvCommand::Create { name }) => {
             database::validate_env_name(name).map_err(|e| e.to_string())?;
             match target(dir)? {
-                Target::Remote(base) => remote(
-                    &base,
-                    "POST",
-                    "/admin/v1/envs",
-                    Some(json!({ "name": name })),
-                )?,
+                Target::Remote(base) => remote(&base, "POST", "/admin/v1/envs", Some(json!({ "name": name })))?,
                 Target::Local(db) => {
                     db.create_env(name)
                         .and_then(|c| c.wait_blocking())
@@ -62,14 +53,10 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
         }
         Command::Env(EnvCommand::List) => {
             let envs = match target(dir)? {
-                Target::Remote(base) => {
-                    remote(&base, "GET", "/admin/v1/envs", None)?["envs"].clone()
-                }
+                Target::Remote(base) => remote(&base, "GET", "/admin/v1/envs", None)?["envs"].clone(),
                 Target::Local(db) => json!(db.envs().map_err(|e| e.to_string())?),
             };
-            Ok(lines(&envs, |e| {
-                e["name"].as_str().unwrap_or_default().to_string()
-            }))
+            Ok(lines(&envs, |e| e["name"].as_str().unwrap_or_default().to_string()))
         }
         Command::Collection(CollectionCommand::Create { env, name }) => {
             database::validate_env_name(env).map_err(|e| e.to_string())?;
@@ -90,13 +77,9 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
         Command::Collection(CollectionCommand::List { env }) => {
             database::validate_env_name(env).map_err(|e| e.to_string())?;
             let colls = match target(dir)? {
-                Target::Remote(base) => remote(
-                    &base,
-                    "GET",
-                    &format!("/admin/v1/envs/{env}/collections"),
-                    None,
-                )?["collections"]
-                    .clone(),
+                Target::Remote(base) => {
+                    remote(&base, "GET", &format!("/admin/v1/envs/{env}/collections"), None)?["collections"].clone()
+                }
                 Target::Local(db) => json!(db.collections(env).map_err(|e| e.to_string())?),
             };
             Ok(lines(&colls, |c| {

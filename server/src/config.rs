@@ -119,9 +119,7 @@ impl Config {
     pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> Result<Config, String> {
         let file = match &global.config {
             Some(path) => read_file_config(path)?,
-            None if Path::new("lightbase.toml").exists() => {
-                read_file_config(Path::new("lightbase.toml"))?
-            }
+            None if Path::new("lightbase.toml").exists() => read_file_config(Path::new("lightbase.toml"))?,
             None => FileConfig::default(),
         };
         let config = Config {
@@ -139,10 +137,7 @@ impl Config {
                 .max_document_bytes
                 .or(file.max_document_bytes)
                 .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
-            max_depth: serve
-                .max_depth
-                .or(file.max_depth)
-                .unwrap_or(DEFAULT_MAX_DEPTH),
+            max_depth: serve.max_depth.or(file.max_depth).unwrap_or(DEFAULT_MAX_DEPTH),
         };
         if config.max_depth == 0 || config.max_depth > 100 {
             return Err("max_depth must be between 1 and 100".into());
@@ -156,8 +151,7 @@ fn parse_default_addr() -> SocketAddr {
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("invalid {}: {e}", path.display()))
 }
 
@@ -174,11 +168,7 @@ mod tests {
     fn flags_beat_file_beats_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lightbase.toml");
-        std::fs::write(
-            &path,
-            "http = \"127.0.0.1:9000\"\nmax_depth = 10\ndir = \"/tmp/x\"\n",
-        )
-        .unwrap();
+        std::fs::write(&path, "http = \"127.0.0.1:9000\"\nmax_depth = 10\ndir = \"/tmp/x\"\n").unwrap();
         let global = GlobalArgs {
             dir: Some("/tmp/y".into()),
             config: Some(path),

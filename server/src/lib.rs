@@ -41,20 +41,12 @@ pub async fn run(
     let db = web::block(move || db::Database::open(&dir, limits))
         .await
         .map_err(std::io::Error::other)?;
-    let db = db.map_err(|e| {
-        std::io::Error::other(format!(
-            "cannot open data dir {}: {e}",
-            config.dir.display()
-        ))
-    })?;
+    let db = db.map_err(|e| std::io::Error::other(format!("cannot open data dir {}: {e}", config.dir.display())))?;
     let db = Arc::new(db);
     let addr = listener.local_addr()?;
     let server_file = config.dir.join(SERVER_FILE);
     write_server_file(&server_file, addr)?;
-    let state = web::Data::new(AppState {
-        db: db.clone(),
-        config,
-    });
+    let state = web::Data::new(AppState { db: db.clone(), config });
     let server = HttpServer::new(move || build_app(state.clone()))
         .listen(listener)?
         .disable_signals()
@@ -68,8 +60,7 @@ pub async fn run(
     });
     let served = server.await;
     let _ = std::fs::remove_file(&server_file);
-    db.flush()
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    db.flush().map_err(|e| std::io::Error::other(e.to_string()))?;
     tracing::info!("stopped; all data flushed");
     served
 }

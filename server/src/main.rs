@@ -40,8 +40,7 @@ fn main() -> ExitCode {
 
 fn serve(cli: &Cli, args: &ServeArgs) -> Result<(), String> {
     let config = Config::resolve(&cli.global, args)?;
-    let listener = TcpListener::bind(config.http)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
+    let listener = TcpListener::bind(config.http).map_err(|e| format!("cannot listen on {}: {e}", config.http))?;
     tracing::info!(
         http = %config.http,
         dir = %config.dir.display(),
@@ -58,14 +57,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

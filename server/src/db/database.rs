@@ -88,8 +88,7 @@ pub struct Database {
 impl Database {
     /// Opens the store under `dir` (creating it), and the `default` env on first start.
     pub fn open(dir: &Path, limits: Limits) -> Result<Database, DbError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| DbError::Storage(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| DbError::Storage(format!("{}: {e}", dir.display())))?;
         let kv = SledKv::open(&dir.join("db"))?;
         let db = Database {
             kv: Box::new(kv),
@@ -118,9 +117,7 @@ impl Database {
     pub fn create_env(&self, name: &str) -> Result<Commit, DbError> {
         validate_env_name(name)?;
         let lock = self.lock("")?;
-        let _guard = lock
-            .lock()
-            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
         let key = env_key(name);
         if self.kv.get(&key)?.is_some() {
             return Err(DbError::EnvExists(name.to_string()));
@@ -155,9 +152,7 @@ impl Database {
         self.check_env(env)?;
         validate_collection_name(name)?;
         let lock = self.lock(&coll_id(env, name))?;
-        let _guard = lock
-            .lock()
-            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
         let key = coll_key(env, name);
         if self.kv.get(&key)?.is_some() {
             return Err(DbError::CollectionExists(name.to_string()));
@@ -269,16 +264,11 @@ fn parse_order(order: Option<&Value>) -> Result<Sort, DbError> {
         }
     };
     if items.len() > 32 {
-        return Err(DbError::InvalidParam(
-            "order takes at most 32 fields".into(),
-        ));
+        return Err(DbError::InvalidParam("order takes at most 32 fields".into()));
     }
     let mut fields = Vec::with_capacity(items.len());
     for item in items {
-        let field = item
-            .get("field")
-            .and_then(Value::as_str)
-            .filter(|f| valid_path(f));
+        let field = item.get("field").and_then(Value::as_str).filter(|f| valid_path(f));
         let dir = match item.get("direction") {
             None => Some(Direction::Asc),
             Some(d) if d == "asc" || d == 1 => Some(Direction::Asc),
@@ -289,8 +279,7 @@ fn parse_order(order: Option<&Value>) -> Result<Sort, DbError> {
             (Some(f), Some(d)) => fields.push((f.to_string(), d)),
             _ => {
                 return Err(DbError::InvalidParam(
-                    "each order item must be {\"field\": <path>, \"direction\": \"asc\"|\"desc\"}"
-                        .into(),
+                    "each order item must be {\"field\": <path>, \"direction\": \"asc\"|\"desc\"}".into(),
                 ))
             }
         }
@@ -306,9 +295,7 @@ fn valid_path(p: &str) -> bool {
 pub fn validate_env_name(name: &str) -> Result<(), DbError> {
     let ok = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {

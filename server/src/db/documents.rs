@@ -55,12 +55,7 @@ impl Database {
             for s in self.matching(env, coll, &q.filter) {
                 page.push(s?);
             }
-            let cmp = |a: &Stored, b: &Stored| q.sort.compare(&a.doc, &b.doc);
-            if page.len() > want && want > 0 {
-                page.select_nth_unstable_by(want - 1, cmp);
-                page.truncate(want);
-            }
-            page.sort_by(cmp);
+            q.sort.sort_vec(&mut page, |s| &s.doc, want);
         }
         let mut total = 0usize;
         let mut out = Vec::with_capacity(page.len().saturating_sub(q.skip));
@@ -68,8 +63,7 @@ impl Database {
             let raw = if q.projection.is_identity() {
                 String::from_utf8(s.bytes).map_err(|e| DbError::Storage(e.to_string()))?
             } else {
-                serde_json::to_string(&q.projection.apply(&s.doc))
-                    .map_err(|e| DbError::Storage(e.to_string()))?
+                serde_json::to_string(&q.projection.apply(&s.doc)).map_err(|e| DbError::Storage(e.to_string()))?
             };
             total += raw.len() + 1;
             if total > self.limits.max_result_bytes {
@@ -91,26 +85,17 @@ impl Database {
     }
 
     /// Inserts all documents or none. Returns their `_id`s in order.
-    pub fn insert(
-        &self,
-        env: &str,
-        coll: &str,
-        docs: Vec<Value>,
-    ) -> Result<(Vec<String>, Commit), DbError> {
+    pub fn insert(&self, env: &str, coll: &str, docs: Vec<Value>) -> Result<(Vec<String>, Commit), DbError> {
         self.check_collection(env, coll)?;
         if docs.is_empty() {
-            return Err(DbError::InvalidParam(
-                "data must contain at least one document".into(),
-            ));
+            return Err(DbError::InvalidParam("data must contain at least one document".into()));
         }
         let mut prepared = Vec::with_capacity(docs.len());
         for doc in docs {
             prepared.push(self.prepare_new(doc, None)?);
         }
         let lock = self.lock(&coll_id(env, coll))?;
-        let _guard = lock
-            .lock()
-            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
         let mut ops = Vec::with_capacity(prepared.len());
         let mut ids: Vec<String> = Vec::with_capacity(prepared.len());
         for (id, bytes) in prepared {
@@ -138,9 +123,7 @@ impl Database {
     ) -> Result<(UpdateResult, Commit), DbError> {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
-        let _guard = lock
-            .lock()
-            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
         let targets = self.targets(env, coll, filter, multi)?;
         let mut result = UpdateResult {
             matched: targets.len() as u64,
@@ -183,18 +166,10 @@ impl Database {
     }
 
     /// Removes the first (`multi == false`) or every matching document. Returns how many.
-    pub fn remove(
-        &self,
-        env: &str,
-        coll: &str,
-        filter: &Filter,
-        multi: bool,
-    ) -> Result<(u64, Commit), DbError> {
+    pub fn remove(&self, env: &str, coll: &str, filter: &Filter, multi: bool) -> Result<(u64, Commit), DbError> {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
-        let _guard = lock
-            .lock()
-            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
         let ops: Vec<Op> = self
             .targets(env, coll, filter, multi)?
             .into_iter()
@@ -208,13 +183,7 @@ impl Database {
         Ok((n, self.kv.commit()))
     }
 
-    fn targets(
-        &self,
-        env: &str,
-        coll: &str,
-        filter: &Filter,
-        multi: bool,
-    ) -> Result<Vec<Stored>, DbError> {
+    fn targets(&self, env: &str, coll: &str, filter: &Filter, multi: bool) -> Result<Vec<Stored>, DbError> {
         let mut out = Vec::new();
         for s in self.matching(env, coll, filter) {
             out.push(s?);
@@ -260,9 +229,7 @@ impl Database {
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.
     fn prepare_new(&self, doc: Value, id: Option<String>) -> Result<(String, Vec<u8>), DbError> {
         let Value::Object(fields) = self.normalize(doc)? else {
-            return Err(DbError::InvalidParam(
-                "a document must be a JSON object".into(),
-            ));
+            return Err(DbError::InvalidParam("a document must be a JSON object".into()));
         };
         let id = match (fields.get("_id"), id) {
             (Some(Value::String(s)), _) => {
@@ -309,8 +276,7 @@ pub fn validate_id(id: &str) -> Result<(), DbError> {
 /// counter, so ids are unique and roughly insertion-ordered (good key locality).
 pub fn new_id() -> String {
     static STATE: OnceLock<(u32, AtomicU64)> = OnceLock::new();
-    let (process, counter) =
-        STATE.get_or_init(|| (rand::random::<u32>(), AtomicU64::new(rand::random::<u64>())));
+    let (process, counter) = STATE.get_or_init(|| (rand::random::<u32>(), AtomicU64::new(rand::random::<u64>())));
     let secs = (super::database::now_ms() / 1000) as u32;
     format!(
         "{secs:08x}{process:08x}{:016x}",

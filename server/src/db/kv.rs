@@ -32,10 +32,7 @@ pub trait Kv: Send + Sync {
     /// Applies all ops atomically: a reader or a crash sees all of them or none.
     fn apply(&self, ops: Vec<Op>) -> Result<(), DbError>;
     /// Every pair whose key starts with `prefix`, in key order.
-    fn scan_prefix<'a>(
-        &'a self,
-        prefix: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair, DbError>> + 'a>;
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair, DbError>> + 'a>;
     /// Resolves once everything applied before the call is durable.
     fn commit(&self) -> Commit;
     /// Makes everything durable now (shutdown).
@@ -157,10 +154,7 @@ impl Kv for SledKv {
         self.tree.apply_batch(batch).map_err(storage)
     }
 
-    fn scan_prefix<'a>(
-        &'a self,
-        prefix: &[u8],
-    ) -> Box<dyn Iterator<Item = Result<KvPair, DbError>> + 'a> {
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<KvPair, DbError>> + 'a> {
         Box::new(
             self.tree
                 .scan_prefix(prefix)
@@ -225,8 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let kv = SledKv::open(dir.path()).unwrap();
-            kv.apply(vec![Op::Put(b"k".to_vec(), b"v".to_vec())])
-                .unwrap();
+            kv.apply(vec![Op::Put(b"k".to_vec(), b"v".to_vec())]).unwrap();
             kv.commit().wait_blocking().unwrap();
         }
         let kv = SledKv::open(dir.path()).unwrap();

@@ -171,10 +171,12 @@ impl Sort {
         Ordering::Equal
     }
 
-    /// Sorts `items` (stable) as `compare` would, extracting each document's keys only once:
-    /// much faster than `sort_by(compare)` on large result sets.
-    pub fn sort_vec<T>(&self, items: &mut Vec<T>, doc: impl Fn(&T) -> &Value) {
+    /// Sorts `items` (stable) as `compare` would and keeps the first `keep`, extracting each
+    /// document's keys only once and selecting the top `keep` before sorting them: much faster
+    /// than `sort_by(compare)` on large result sets with a small page.
+    pub fn sort_vec<T>(&self, items: &mut Vec<T>, doc: impl Fn(&T) -> &Value, keep: usize) {
         if self.fields.is_empty() || items.len() < 2 {
+            items.truncate(keep);
             return;
         }
         let order: Vec<usize> = {
@@ -185,11 +187,19 @@ impl Sort {
                     self.fields.iter().map(|(p, dir)| sort_key(d, p, *dir)).collect()
                 })
                 .collect();
+            // ties broken by position, so the partial selection is as stable as a full sort
+            let cmp = |i: &usize, j: &usize| match (keys.get(*i), keys.get(*j)) {
+                (Some(a), Some(b)) => self.compare_keys(a, b).then(i.cmp(j)),
+                _ => i.cmp(j),
+            };
             let mut order: Vec<usize> = (0..items.len()).collect();
-            order.sort_by(|&i, &j| match (keys.get(i), keys.get(j)) {
-                (Some(a), Some(b)) => self.compare_keys(a, b),
-                _ => Ordering::Equal,
-            });
+            if keep == 0 {
+                order.clear();
+            } else if keep < order.len() {
+                order.select_nth_unstable_by(keep - 1, cmp);
+                order.truncate(keep);
+            }
+            order.sort_unstable_by(cmp);
             order
         };
         let mut slots: Vec<Option<T>> = std::mem::take(items).into_iter().map(Some).collect();

@@ -31,8 +31,7 @@ fn respond(rid: &RequestId, status: StatusCode, r: Result<Value, ApiError>) -> H
 }
 
 pub fn admin_error(rid: &RequestId, e: &ApiError) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status).json(json!({
         "code": e.code.as_str(),
         "type": e.code.kind().as_str(),
@@ -50,12 +49,7 @@ async fn list_envs(state: State, rid: RequestId) -> HttpResponse {
     respond(&rid, StatusCode::OK, r)
 }
 
-async fn create_env(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: State,
-    rid: RequestId,
-) -> HttpResponse {
+async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: RequestId) -> HttpResponse {
     let r = async {
         let body = read_json(&req, payload, state.config.max_body_bytes).await?;
         let name = req_str(&body, "name")?;

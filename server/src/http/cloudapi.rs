@@ -43,16 +43,10 @@ fn ok<T: Serialize>(rid: &RequestId, data: T) -> HttpResponse {
 
 /// CloudBase answers CLOUD_API errors with HTTP 200; the SDK branches on `code`.
 fn error(rid: &RequestId, e: &ApiError) -> HttpResponse {
-    HttpResponse::Ok()
-        .json(json!({ "requestId": rid.0, "code": e.code.as_str(), "message": e.message }))
+    HttpResponse::Ok().json(json!({ "requestId": rid.0, "code": e.code.as_str(), "message": e.message }))
 }
 
-async fn action(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: State,
-    rid: RequestId,
-) -> HttpResponse {
+async fn action(req: HttpRequest, payload: web::Payload, state: State, rid: RequestId) -> HttpResponse {
     match dispatch(&req, payload, &state, &rid).await {
         Ok(res) => res,
         Err(e) => error(&rid, &e),
@@ -106,9 +100,7 @@ async fn dispatch(
             let coll = collection(&body)?;
             let (mut docs, batch) = documents_of(body.get_mut("data").map(Value::take))?;
             // js-sdk 1.x may send the id beside the data
-            if let (Some(id), false, Some(Value::Object(doc))) =
-                (body.get("_id"), batch, docs.first_mut())
-            {
+            if let (Some(id), false, Some(Value::Object(doc))) = (body.get("_id"), batch, docs.first_mut()) {
                 doc.entry("_id").or_insert_with(|| id.clone());
             }
             let ids = db_calls::add(state, &env, &coll, docs).await?;
@@ -121,12 +113,7 @@ async fn dispatch(
             let coll = collection(&body)?;
             let data = match body.get_mut("data").map(Value::take) {
                 Some(d @ Value::Object(_)) => d,
-                _ => {
-                    return Err(ApiError::new(
-                        Code::InvalidParam,
-                        "`data` must be a JSON object",
-                    ))
-                }
+                _ => return Err(ApiError::new(Code::InvalidParam, "`data` must be a JSON object")),
             };
             let request = UpdateRequest {
                 query: query_of(body.get_mut("query").map(Value::take))?,

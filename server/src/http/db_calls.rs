@@ -18,12 +18,7 @@ pub struct FindRequest {
     pub projection: Option<Value>,
 }
 
-pub async fn query(
-    state: &State,
-    env: String,
-    coll: String,
-    req: FindRequest,
-) -> Result<Vec<Box<RawValue>>, ApiError> {
+pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -> Result<Vec<Box<RawValue>>, ApiError> {
     let db = state.db.clone();
     blocking(move || {
         let find = db.find_spec(FindParts {
@@ -38,12 +33,7 @@ pub async fn query(
     .await
 }
 
-pub async fn count(
-    state: &State,
-    env: String,
-    coll: String,
-    query: Option<Value>,
-) -> Result<u64, ApiError> {
+pub async fn count(state: &State, env: String, coll: String, query: Option<Value>) -> Result<u64, ApiError> {
     let db = state.db.clone();
     blocking(move || {
         let filter = db.filter(query.as_ref())?;
@@ -53,12 +43,7 @@ pub async fn count(
 }
 
 /// Inserts one document or a batch (all or none); acknowledged once durable.
-pub async fn add(
-    state: &State,
-    env: &str,
-    coll: &str,
-    docs: Vec<Value>,
-) -> Result<Vec<String>, ApiError> {
+pub async fn add(state: &State, env: &str, coll: &str, docs: Vec<Value>) -> Result<Vec<String>, ApiError> {
     let (ids, commit) = state.db.insert(env, coll, docs)?;
     commit.wait().await?;
     Ok(ids)
@@ -73,12 +58,7 @@ pub struct UpdateRequest {
     pub upsert: bool,
 }
 
-pub async fn update(
-    state: &State,
-    env: String,
-    coll: String,
-    req: UpdateRequest,
-) -> Result<UpdateResult, ApiError> {
+pub async fn update(state: &State, env: String, coll: String, req: UpdateRequest) -> Result<UpdateResult, ApiError> {
     let db = state.db.clone();
     let commit = blocking(move || {
         let filter = db.filter(req.query.as_ref())?;
@@ -130,9 +110,6 @@ pub fn query_of(v: Option<Value>) -> Result<Option<Value>, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(q @ Value::Object(_)) => Ok(Some(q)),
-        Some(_) => Err(ApiError::new(
-            Code::InvalidParam,
-            "`query` must be a JSON object",
-        )),
+        Some(_) => Err(ApiError::new(Code::InvalidParam, "`query` must be a JSON object")),
     }
 }

@@ -6,8 +6,7 @@ use serde_json::{json, Value};
 
 use super::db_calls::{self, documents_of, query_of, FindRequest, UpdateRequest};
 use super::{
-    gateway_error, method_not_allowed, opt_bool, read_json, require_object, with_request_id,
-    RequestId, State,
+    gateway_error, method_not_allowed, opt_bool, read_json, require_object, with_request_id, RequestId, State,
 };
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
@@ -72,10 +71,7 @@ fn env_of(req: &HttpRequest, path: &DbPath) -> Result<String, ApiError> {
             ));
         }
     }
-    let env = query_pairs(req)?
-        .into_iter()
-        .find(|(k, _)| k == "env")
-        .map(|(_, v)| v);
+    let env = query_pairs(req)?.into_iter().find(|(k, _)| k == "env").map(|(_, v)| v);
     Ok(env.unwrap_or_else(|| DEFAULT_ENV.to_string()))
 }
 
@@ -88,12 +84,7 @@ fn coll_of(path: &DbPath) -> String {
     path.coll.clone().unwrap_or_default()
 }
 
-async fn list_documents(
-    req: HttpRequest,
-    path: web::Path<DbPath>,
-    state: State,
-    rid: RequestId,
-) -> HttpResponse {
+async fn list_documents(req: HttpRequest, path: web::Path<DbPath>, state: State, rid: RequestId) -> HttpResponse {
     respond(&rid, list(&req, &path, &state, &rid).await)
 }
 
@@ -107,12 +98,7 @@ struct ListReply<'a> {
     request_id: &'a str,
 }
 
-async fn list(
-    req: &HttpRequest,
-    path: &DbPath,
-    state: &State,
-    rid: &RequestId,
-) -> Result<Reply, ApiError> {
+async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) -> Result<Reply, ApiError> {
     let env = env_of(req, path)?;
     let mut find = FindRequest::default();
     let mut count = false;
@@ -128,10 +114,7 @@ async fn list(
                 continue;
             }
             "transactionId" if !v.is_empty() => {
-                return Err(ApiError::new(
-                    Code::InvalidParam,
-                    "transactions are not supported yet",
-                ))
+                return Err(ApiError::new(Code::InvalidParam, "transactions are not supported yet"))
             }
             _ => continue,
         };
@@ -162,20 +145,13 @@ async fn list(
     Ok(Reply::Raw(HttpResponse::Ok().json(reply)))
 }
 
-async fn get_document(
-    req: HttpRequest,
-    path: web::Path<DbPath>,
-    state: State,
-    rid: RequestId,
-) -> HttpResponse {
+async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, rid: RequestId) -> HttpResponse {
     let r = (|| {
         let env = env_of(&req, &path)?;
         let id = path.id.clone().unwrap_or_default();
         match state.db.get_raw(&env, &coll_of(&path), &id)? {
             Some(bytes) => Ok(Reply::Raw(
-                HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body(bytes),
+                HttpResponse::Ok().content_type("application/json").body(bytes),
             )),
             None => Err(ApiError::new(
                 Code::DocumentNotExist,
@@ -210,12 +186,7 @@ async fn add_or_override(
     respond(&rid, r)
 }
 
-async fn add(
-    req: &HttpRequest,
-    path: &DbPath,
-    payload: web::Payload,
-    state: &State,
-) -> Result<Reply, ApiError> {
+async fn add(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: &State) -> Result<Reply, ApiError> {
     let env = env_of(req, path)?;
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
@@ -237,28 +208,16 @@ async fn update_documents(
 
 /// `{query, data, multi, upsert, replaceMode}`. The SDK sends `update()` data as operators and
 /// `set()` data as a plain document, so plain data (or `replaceMode: true`) is a replacement.
-async fn update(
-    req: &HttpRequest,
-    path: &DbPath,
-    payload: web::Payload,
-    state: &State,
-) -> Result<Reply, ApiError> {
+async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: &State) -> Result<Reply, ApiError> {
     let env = env_of(req, path)?;
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
     reject_transaction(&body)?;
     let data = match body.get_mut("data").map(Value::take) {
         Some(d @ Value::Object(_)) => d,
-        _ => {
-            return Err(ApiError::new(
-                Code::InvalidParam,
-                "`data` must be a JSON object",
-            ))
-        }
+        _ => return Err(ApiError::new(Code::InvalidParam, "`data` must be a JSON object")),
     };
-    let has_operators = data
-        .as_object()
-        .is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
+    let has_operators = data.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
     let merge = match (opt_bool(&body, "replaceMode")?, opt_bool(&body, "merge")?) {
         (Some(true), _) => false,
         (_, Some(merge)) => merge,
@@ -320,9 +279,6 @@ fn reject_transaction(body: &Value) -> Result<(), ApiError> {
     match body.get("transactionId") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::new(
-            Code::InvalidParam,
-            "transactions are not supported yet",
-        )),
+        Some(_) => Err(ApiError::new(Code::InvalidParam, "transactions are not supported yet")),
     }
 }

@@ -49,8 +49,7 @@ pub fn build_app(
             async move {
                 let mut res = fut.await?;
                 if let Ok(v) = HeaderValue::from_str(&id) {
-                    res.headers_mut()
-                        .insert(HeaderName::from_static("x-request-id"), v);
+                    res.headers_mut().insert(HeaderName::from_static("x-request-id"), v);
                 }
                 Ok(res)
             }
@@ -67,10 +66,7 @@ async fn health() -> HttpResponse {
 }
 
 async fn not_found(req: HttpRequest, rid: RequestId) -> HttpResponse {
-    let err = ApiError::new(
-        Code::NotFound,
-        format!("no route for {} {}", req.method(), req.path()),
-    );
+    let err = ApiError::new(Code::NotFound, format!("no route for {} {}", req.method(), req.path()));
     gateway_error(&rid, &err)
 }
 
@@ -103,9 +99,7 @@ impl FromRequest for RequestId {
 
 fn client_request_id(req: &ServiceRequest) -> Option<String> {
     let v = req.headers().get("x-request-id")?.to_str().ok()?;
-    let sane = (1..=128).contains(&v.len())
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    let sane = (1..=128).contains(&v.len()) && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     sane.then(|| v.to_string())
 }
 
@@ -114,17 +108,8 @@ fn new_request_id() -> String {
 }
 
 /// Reads a JSON body of at most `limit` bytes. Oversize, unreadable and malformed bodies are 4xx.
-pub async fn read_json(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    limit: usize,
-) -> Result<Value, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            Code::BodyTooLarge,
-            format!("request body is larger than {limit} bytes"),
-        )
-    };
+pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+    let too_large = || ApiError::new(Code::BodyTooLarge, format!("request body is larger than {limit} bytes"));
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -134,9 +119,7 @@ pub async fn read_json(
     }
     let mut buf = web::BytesMut::with_capacity(declared.unwrap_or(0));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(Code::InvalidParam, format!("cannot read request body: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| ApiError::new(Code::InvalidParam, format!("cannot read request body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
@@ -148,8 +131,7 @@ pub async fn read_json(
             "request body is empty; a JSON object is required",
         ));
     }
-    serde_json::from_slice(&buf)
-        .map_err(|e| ApiError::new(Code::InvalidJson, format!("malformed JSON body: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| ApiError::new(Code::InvalidJson, format!("malformed JSON body: {e}")))
 }
 
 /// Runs blocking database work (scans, multi-document writes) off the async workers.
@@ -166,10 +148,8 @@ where
 
 /// GATEWAY and default error shape: `{code, message, requestId}` with the code's HTTP status.
 pub fn gateway_error(rid: &RequestId, err: &ApiError) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status)
-        .json(json!({ "code": err.code.as_str(), "message": err.message, "requestId": rid.0 }))
+    let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(json!({ "code": err.code.as_str(), "message": err.message, "requestId": rid.0 }))
 }
 
 /// Adds `requestId` to an object reply.
@@ -185,21 +165,15 @@ pub fn opt_bool(body: &Value, key: &str) -> Result<Option<bool>, ApiError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(_) => Err(ApiError::new(
-            Code::InvalidParam,
-            format!("`{key}` must be a boolean"),
-        )),
+        Some(_) => Err(ApiError::new(Code::InvalidParam, format!("`{key}` must be a boolean"))),
     }
 }
 
 /// A required string field of a request body.
 pub fn req_str<'a>(body: &'a Value, key: &str) -> Result<&'a str, ApiError> {
-    body.get(key).and_then(Value::as_str).ok_or_else(|| {
-        ApiError::new(
-            Code::InvalidParam,
-            format!("`{key}` is required and must be a string"),
-        )
-    })
+    body.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::new(Code::InvalidParam, format!("`{key}` is required and must be a string")))
 }
 
 /// The body must be a JSON object.

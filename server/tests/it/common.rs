@@ -37,13 +37,19 @@ impl TestApp {
             ..Limits::default()
         };
         let db = Arc::new(Database::open(dir.path(), limits).expect("open db"));
-        TestApp { dir, state: web::Data::new(AppState { db, config }) }
+        TestApp {
+            dir,
+            state: web::Data::new(AppState { db, config }),
+        }
     }
 
     pub async fn service(
         &self,
-    ) -> impl Service<actix_http::Request, Response = ServiceResponse<impl actix_web::body::MessageBody>, Error = actix_web::Error>
-    {
+    ) -> impl Service<
+        actix_http::Request,
+        Response = ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+    > {
         test::init_service(build_app(self.state.clone())).await
     }
 }
@@ -62,11 +68,17 @@ where
 }
 
 pub fn post_json(uri: &str, body: &Value) -> test::TestRequest {
-    test::TestRequest::post().uri(uri).insert_header(("content-type", "application/json")).set_payload(body.to_string())
+    test::TestRequest::post()
+        .uri(uri)
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body.to_string())
 }
 
 pub fn patch_json(uri: &str, body: &Value) -> test::TestRequest {
-    test::TestRequest::patch().uri(uri).insert_header(("content-type", "application/json")).set_payload(body.to_string())
+    test::TestRequest::patch()
+        .uri(uri)
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body.to_string())
 }
 
 pub fn get(uri: &str) -> test::TestRequest {
@@ -104,7 +116,12 @@ impl SocketServer {
             }))
         });
         wait_healthy(&base);
-        SocketServer { base, dir, stop: Some(tx), thread: Some(thread) }
+        SocketServer {
+            base,
+            dir,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Graceful stop; returns what `run` returned.
@@ -131,7 +148,11 @@ impl Drop for SocketServer {
 
 pub fn wait_healthy(base: &str) {
     for _ in 0..200 {
-        if ureq::get(&format!("{base}/health")).timeout(Duration::from_millis(500)).call().is_ok() {
+        if ureq::get(&format!("{base}/health"))
+            .timeout(Duration::from_millis(500))
+            .call()
+            .is_ok()
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(25));

@@ -14,7 +14,11 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn spawn_server(dir: &Path, port: u16) -> Child {
@@ -37,7 +41,11 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
     let base = format!("http://127.0.0.1:{port}");
     let docs = format!("{base}{DB}/collections/load/documents");
     let mut server = spawn_server(dir.path(), port);
-    let (s, _) = http("POST", &format!("{base}{DB}/collections"), Some(&json!({"collectionName": "load"})));
+    let (s, _) = http(
+        "POST",
+        &format!("{base}{DB}/collections"),
+        Some(&json!({"collectionName": "load"})),
+    );
     assert_eq!(s, 200);
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -99,7 +107,11 @@ fn kill_9_during_writes_loses_no_acknowledged_write() {
 fn a_thousand_concurrent_increments_add_exactly_a_thousand() {
     let server = SocketServer::start();
     let base = server.base.clone();
-    http("POST", &format!("{base}{DB}/collections"), Some(&json!({"collectionName": "counters"})));
+    http(
+        "POST",
+        &format!("{base}{DB}/collections"),
+        Some(&json!({"collectionName": "counters"})),
+    );
     let (s, _) = http(
         "POST",
         &format!("{base}{DB}/collections/counters/documents"),
@@ -145,8 +157,17 @@ fn a_thousand_concurrent_increments_add_exactly_a_thousand() {
         t.join().expect("multi incrementer");
     }
     let q = enc(r#"{"g":1}"#);
-    let (_, list) = http("GET", &format!("{base}{DB}/collections/counters/documents?query={q}"), None);
-    let ns: Vec<Value> = list["list"].as_array().unwrap().iter().map(|d| d["n"].clone()).collect();
+    let (_, list) = http(
+        "GET",
+        &format!("{base}{DB}/collections/counters/documents?query={q}"),
+        None,
+    );
+    let ns: Vec<Value> = list["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["n"].clone())
+        .collect();
     assert_eq!(ns, vec![json!(20), json!(20), json!(20)]);
     server.stop().expect("clean stop");
 }

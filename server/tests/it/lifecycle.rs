@@ -15,7 +15,11 @@ fn bin() -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[test]
@@ -88,7 +92,11 @@ fn graceful_stop_keeps_in_flight_request(signal: &str) {
         .spawn()
         .expect("spawn");
     wait_healthy(&base);
-    http("POST", &format!("{base}{DB}/collections"), Some(&json!({"collectionName": "c"})));
+    http(
+        "POST",
+        &format!("{base}{DB}/collections"),
+        Some(&json!({"collectionName": "c"})),
+    );
 
     // start a request, send half of its body, signal the server, then finish the body
     let body = json!({"data": [{"_id": "inflight", "v": 1}]}).to_string();
@@ -103,23 +111,38 @@ fn graceful_stop_keeps_in_flight_request(signal: &str) {
     .expect("write head");
     stream.flush().expect("flush");
     std::thread::sleep(Duration::from_millis(200));
-    let status = Command::new("kill").args([signal, &child.id().to_string()]).status().expect("kill");
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(status.success());
     std::thread::sleep(Duration::from_millis(200));
     stream.write_all(tail.as_bytes()).expect("write tail");
     let mut reply = String::new();
     stream.read_to_string(&mut reply).expect("read reply");
-    assert!(reply.starts_with("HTTP/1.1 200"), "in-flight request did not finish: {reply}");
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "in-flight request did not finish: {reply}"
+    );
     assert!(reply.contains("inflight"), "{reply}");
 
     let exit = child.wait().expect("wait");
     assert!(exit.success(), "exit status after {signal}: {exit:?}");
-    assert!(!dir.path().join(lightbase::SERVER_FILE).exists(), "server.json left behind");
+    assert!(
+        !dir.path().join(lightbase::SERVER_FILE).exists(),
+        "server.json left behind"
+    );
 
     // the write survived: open the data dir directly
     let db = lightbase::db::Database::open(dir.path(), lightbase::db::Limits::default()).expect("reopen");
-    let doc = db.get_raw("default", "c", "inflight").expect("get").expect("document kept");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&doc).expect("json")["v"], json!(1));
+    let doc = db
+        .get_raw("default", "c", "inflight")
+        .expect("get")
+        .expect("document kept");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&doc).expect("json")["v"],
+        json!(1)
+    );
 }
 
 #[test]

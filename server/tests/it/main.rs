@@ -6,7 +6,7 @@ mod common;
 mod bad_input;
 mod cli;
 mod cloudapi;
-mod gateway;
 mod durability;
+mod gateway;
 mod layering;
 mod lifecycle;

@@ -1,6 +1,5 @@
 //! Unit tests of projections: inclusion, exclusion, `_id`, dot paths through arrays, `$slice`,
 //! `$elemMatch`, CloudBase's captured specs and bad input.
-#![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Value};
 

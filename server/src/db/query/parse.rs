@@ -334,8 +334,8 @@ fn regex_operand(pattern: &Value, options: &str) -> Result<Regex, DbError> {
     compile_regex(pattern, options)
 }
 
-/// Compiles a MongoDB-style regex with options i, m, s, x (u is accepted and implied).
-pub(super) fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
+/// Compiles a MongoDB-style regex with options i, m, s, x (u and g are accepted and ignored).
+fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
     let mut b = RegexBuilder::new(pattern);
     b.size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
@@ -346,7 +346,8 @@ pub(super) fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbErr
             'm' => b.multi_line(true),
             's' => b.dot_matches_new_line(true),
             'x' => b.ignore_whitespace(true),
-            'u' => &mut b,
+            // `u` is implied; `g` (from a JS RegExp's flags) means nothing for a match test
+            'u' | 'g' => &mut b,
             other => return Err(DbError::InvalidRegex(format!("unknown regex option `{other}`"))),
         };
     }

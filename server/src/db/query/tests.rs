@@ -338,6 +338,7 @@ fn regexes() {
     ));
     assert!(m(json!({"s": {"$regex": "张"}}), json!({"s": ["x", "张三"]})));
     assert!(!m(json!({"s": {"$regex": "1"}}), json!({"s": 1})));
+    assert!(m(json!({"s": {"$regex": "^A", "$options": "gi"}}), json!({"s": "abc"})));
     assert!(matches!(err(json!({"s": {"$regex": "("}})), DbError::InvalidRegex(_)));
     assert!(matches!(
         err(json!({"s": {"$regex": "(?=x)"}})),
@@ -498,10 +499,15 @@ fn element_filter() {
 fn sorted(sort: &Sort, docs: Vec<Value>) -> Vec<Value> {
     let mut by_compare = docs.clone();
     by_compare.sort_by(|a, b| sort.compare(a, b));
-    let mut pairs: Vec<(usize, Value)> = docs.into_iter().enumerate().collect();
-    sort.sort_vec(&mut pairs, |p| &p.1);
-    let by_vec: Vec<Value> = pairs.into_iter().map(|p| p.1).collect();
-    assert_eq!(by_compare, by_vec);
+    let pairs: Vec<(usize, Value)> = docs.into_iter().enumerate().collect();
+    // every partial selection is a prefix of the full stable sort
+    for keep in 0..=pairs.len() {
+        let mut top = pairs.clone();
+        sort.sort_vec(&mut top, |p| &p.1, keep);
+        let top: Vec<Value> = top.into_iter().map(|p| p.1).collect();
+        assert_eq!(top, by_compare[..keep].to_vec(), "keep {keep}");
+    }
+    let by_vec = by_compare.clone();
     by_vec.into_iter().map(|d| d["id"].clone()).collect()
 }
 

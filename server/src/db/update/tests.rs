@@ -1,6 +1,5 @@
 //! Unit tests of update specs: every operator, CloudBase's captured payloads, conflicts,
 //! all-or-nothing application and bad input.
-#![allow(clippy::unwrap_used)]
 
 use serde_json::{json, Map, Value};
 

@@ -1,6 +1,5 @@
 //! Unit tests of the array operators: `$push` (all modifiers), `$addToSet`, `$pop`, `$pull`,
 //! `$pullAll`.
-#![allow(clippy::unwrap_used)]
 
 use serde_json::json;
 
