@@ -207,11 +207,12 @@ probe() {
       [ "$WRAP" = data ] && body="{\"data\":[$body]}" ;;
   esac
   out=$(curl -sS -X "$method" ${body:+-H 'Content-Type: application/json' --data-binary "$body"} \
-        -w '\n%{http_code}' "$url" 2>&1) || true
+        -w '\n%{time_total} %{http_code}' "$url" 2>&1) || true
   code=${out##*$'\n'}; reply=${out%$'\n'*}
+  local secs=${code% *}; code=${code#* }
   printf -- '--- %s %s\n%s %s\n' "$s" "$sc" "$method" "$url"
   [ -n "$body" ] && printf 'body: %s\n' "$body"
-  printf -- '-> HTTP %s: %.1500s\n' "$code" "$reply"
+  printf -- '-> HTTP %s in %s s: %.1500s\n' "$code" "$secs" "$reply"
   [ "${code:0:1}" = 2 ] || return 1
   [ "$CHECK" = 1 ] || return 0
   # the reply must hold what the scenario asked for, else the numbers mean nothing

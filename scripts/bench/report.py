@@ -126,12 +126,15 @@ def main(outdir):
                 continue
             ratio = lb["rps"] / pb["rps"]
             tgt = SCEN.get(sc, (sc, None))[1]
-            if lb["non2xx"] or lb["err"]:
-                verdict = f"not comparable: Lightbase had {lb['non2xx']} non-2xx / {lb['err']} errors"
+            if lb["non2xx"]:
+                verdict = f"not comparable: Lightbase answered {lb['non2xx']} non-2xx"
             elif tgt is None:
                 verdict = "recorded (no target)"
             else:
                 verdict = "met" if ratio >= tgt else "not met"
+            errs = [f"{NAMES[k]} {a['err']}" for k, a in (("lightbase", lb), ("pocketbase", pb)) if a["err"]]
+            if errs:
+                verdict += f"; wrk errors/timeouts: {', '.join(errs)}"
             w(f"| {SCEN.get(sc, (sc,))[0]} | {ratio:.2f}× | {('≥ %g×' % tgt) if tgt else '—'} | {verdict} |")
         w("")
 
@@ -156,7 +159,8 @@ def main(outdir):
         w("Runs with errors or non-2xx replies, each with one request and its reply sampled right after the run:")
         w("")
         w("```")
-        w(open(p).read().rstrip()[:6000])
+        for line in open(p).read().rstrip().splitlines()[:60]:
+            w(line if len(line) <= 240 else line[:240] + " …")
         w("```")
         w("")
 

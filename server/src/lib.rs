@@ -46,7 +46,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let server_file = config.dir.join(SERVER_FILE);
     write_server_file(&server_file, addr)?;
-    let state = web::Data::new(AppState { db: db.clone(), config });
+    let state = web::Data::new(AppState::new(db.clone(), config));
     let server = HttpServer::new(move || build_app(state.clone()))
         .listen(listener)?
         .disable_signals()

@@ -6,6 +6,7 @@
 //! Env and collection names cannot contain `/`, so every prefix scan is exact.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -127,16 +128,13 @@ impl Database {
     }
 
     pub fn envs(&self) -> Result<Vec<EnvInfo>, DbError> {
-        self.kv
-            .scan_prefix(b"e/")
-            .map(|r| {
-                let (k, v) = r?;
-                Ok(EnvInfo {
-                    name: String::from_utf8_lossy(&k[2..]).into_owned(),
-                    created_at: created_at(&v),
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.kv.scan_prefix(b"e/", &mut |k, v| {
+            let name = String::from_utf8_lossy(&k[2..]).into_owned();
+            out.push(EnvInfo { name, created_at: created_at(v) });
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
     }
 
     pub fn check_env(&self, env: &str) -> Result<(), DbError> {
@@ -165,15 +163,16 @@ impl Database {
         self.check_env(env)?;
         let prefix = format!("c/{env}/");
         let mut out = Vec::new();
-        for r in self.kv.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = r?;
+        self.kv.scan_prefix(prefix.as_bytes(), &mut |k, v| {
             let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            let count = self.kv.scan_prefix(&doc_prefix(env, &name)).count() as u64;
-            out.push(CollectionInfo {
-                name,
-                created_at: created_at(&v),
-                count,
-            });
+            out.push(CollectionInfo { name, created_at: created_at(v), count: 0 });
+            Ok(ControlFlow::Continue(()))
+        })?;
+        for c in &mut out {
+            self.kv.scan_prefix(&doc_prefix(env, &c.name), &mut |_, _| {
+                c.count += 1;
+                Ok(ControlFlow::Continue(()))
+            })?;
         }
         Ok(out)
     }

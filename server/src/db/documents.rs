@@ -4,6 +4,7 @@
 //! pins `_id`. Writes hold the collection's write lock while they compute the whole change, apply
 //! it as one atomic batch, release the lock, and hand back a [`Commit`] for durability.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
@@ -11,8 +12,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::database::{coll_id, doc_key, doc_prefix, Database, Find};
-use super::kv::{Commit, Op};
+use super::kv::{Commit, Op, Visit};
 use super::query::Filter;
+use super::scan::{self, Fields};
 use super::update::{set_path, Update};
 use super::{value, DbError};
 
@@ -24,11 +26,25 @@ pub struct UpdateResult {
     pub upserted_id: Option<String>,
 }
 
-/// A stored document: its key, its JSON bytes and its parsed value.
+/// A stored document: its key, its JSON bytes and its parsed value (only the fields the scan
+/// asked for; see `scan::decode`).
 struct Stored {
     key: Vec<u8>,
     bytes: Vec<u8>,
     doc: Value,
+}
+
+/// A matching document during a scan, borrowed from the store until it is kept.
+struct Match<'a> {
+    key: &'a [u8],
+    bytes: &'a [u8],
+    doc: Value,
+}
+
+impl Match<'_> {
+    fn stored(self) -> Stored {
+        Stored { key: self.key.to_vec(), bytes: self.bytes.to_vec(), doc: self.doc }
+    }
 }
 
 impl Database {
@@ -43,18 +59,28 @@ impl Database {
     pub fn find(&self, env: &str, coll: &str, q: &Find) -> Result<Vec<Box<RawValue>>, DbError> {
         self.check_collection(env, coll)?;
         let want = q.skip.saturating_add(q.limit);
+        let mut fields = q.filter.fields();
+        fields.extend(q.sort.fields());
         let mut page: Vec<Stored> = Vec::new();
         if q.sort.is_empty() {
-            for s in self.matching(env, coll, &q.filter) {
-                page.push(s?);
+            self.each_match(env, coll, &q.filter, Some(&fields), &mut |m| {
+                page.push(m.stored());
                 if page.len() >= want {
-                    break;
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
-            }
+            })?;
         } else {
-            for s in self.matching(env, coll, &q.filter) {
-                page.push(s?);
-            }
+            // keep memory at O(page): whenever twice the page has piled up, keep only the best page
+            let shrink_at = want.saturating_mul(2).max(64);
+            self.each_match(env, coll, &q.filter, Some(&fields), &mut |m| {
+                page.push(m.stored());
+                if page.len() >= shrink_at {
+                    q.sort.sort_vec(&mut page, |s| &s.doc, want);
+                }
+                ControlFlow::Continue(())
+            })?;
             q.sort.sort_vec(&mut page, |s| &s.doc, want);
         }
         let mut total = 0usize;
@@ -63,7 +89,8 @@ impl Database {
             let raw = if q.projection.is_identity() {
                 String::from_utf8(s.bytes).map_err(|e| DbError::Storage(e.to_string()))?
             } else {
-                serde_json::to_string(&q.projection.apply(&s.doc)).map_err(|e| DbError::Storage(e.to_string()))?
+                let doc = scan::decode(&s.bytes, None).map_err(|e| DbError::Storage(e.to_string()))?;
+                serde_json::to_string(&q.projection.apply(&doc)).map_err(|e| DbError::Storage(e.to_string()))?
             };
             total += raw.len() + 1;
             if total > self.limits.max_result_bytes {
@@ -77,10 +104,10 @@ impl Database {
     pub fn count(&self, env: &str, coll: &str, filter: &Filter) -> Result<u64, DbError> {
         self.check_collection(env, coll)?;
         let mut n = 0;
-        for s in self.matching(env, coll, filter) {
-            s?;
+        self.each_match(env, coll, filter, Some(&filter.fields()), &mut |_| {
             n += 1;
-        }
+            ControlFlow::Continue(())
+        })?;
         Ok(n)
     }
 
@@ -124,7 +151,7 @@ impl Database {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
-        let targets = self.targets(env, coll, filter, multi)?;
+        let targets = self.targets(env, coll, filter, multi, None)?;
         let mut result = UpdateResult {
             matched: targets.len() as u64,
             ..Default::default()
@@ -170,11 +197,9 @@ impl Database {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
-        let ops: Vec<Op> = self
-            .targets(env, coll, filter, multi)?
-            .into_iter()
-            .map(|t| Op::Delete(t.key))
-            .collect();
+        let fields = filter.fields();
+        let targets = self.targets(env, coll, filter, multi, Some(&fields))?;
+        let ops: Vec<Op> = targets.into_iter().map(|t| Op::Delete(t.key)).collect();
         let n = ops.len() as u64;
         if n == 0 {
             return Ok((0, Commit::none()));
@@ -183,47 +208,52 @@ impl Database {
         Ok((n, self.kv.commit()))
     }
 
-    fn targets(&self, env: &str, coll: &str, filter: &Filter, multi: bool) -> Result<Vec<Stored>, DbError> {
+    fn targets(
+        &self,
+        env: &str,
+        coll: &str,
+        filter: &Filter,
+        multi: bool,
+        fields: Fields<'_>,
+    ) -> Result<Vec<Stored>, DbError> {
         let mut out = Vec::new();
-        for s in self.matching(env, coll, filter) {
-            out.push(s?);
-            if !multi {
-                break;
+        self.each_match(env, coll, filter, fields, &mut |m| {
+            out.push(m.stored());
+            if multi {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
             }
-        }
+        })?;
         Ok(out)
     }
 
-    /// Every stored document the filter matches, in `_id` order (a point lookup when it pins `_id`).
-    fn matching<'a>(
-        &'a self,
+    /// Calls `visit` with every stored document the filter matches, in `_id` order (a point lookup
+    /// when the filter pins `_id`), decoding only `fields` (the filter's own fields must be among
+    /// them; `None` = everything), until `visit` breaks.
+    fn each_match(
+        &self,
         env: &str,
         coll: &str,
-        filter: &'a Filter,
-    ) -> Box<dyn Iterator<Item = Result<Stored, DbError>> + 'a> {
-        let decode = move |(key, bytes): (Vec<u8>, Vec<u8>)| -> Option<Result<Stored, DbError>> {
-            match serde_json::from_slice::<Value>(&bytes) {
-                Ok(doc) if filter.matches(&doc) => Some(Ok(Stored { key, bytes, doc })),
-                Ok(_) => None,
-                Err(e) => Some(Err(DbError::Storage(format!("corrupt document: {e}")))),
+        filter: &Filter,
+        fields: Fields<'_>,
+        visit: &mut dyn FnMut(Match<'_>) -> ControlFlow<()>,
+    ) -> Result<(), DbError> {
+        let mut on_pair = |key: &[u8], bytes: &[u8]| -> Visit {
+            let doc = scan::decode(bytes, fields).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+            if !filter.matches(&doc) {
+                return Ok(ControlFlow::Continue(()));
             }
+            Ok(visit(Match { key, bytes, doc }))
         };
         if let Some(id) = filter.id_equals() {
             let key = doc_key(env, coll, id);
-            return match self.kv.get(&key) {
-                Ok(Some(bytes)) => Box::new(decode((key, bytes)).into_iter()),
-                Ok(None) => Box::new(std::iter::empty()),
-                Err(e) => Box::new(std::iter::once(Err(e))),
-            };
+            if let Some(bytes) = self.kv.get(&key)? {
+                let _ = on_pair(&key, &bytes)?; // one document: nothing after it to stop
+            }
+            return Ok(());
         }
-        Box::new(
-            self.kv
-                .scan_prefix(&doc_prefix(env, coll))
-                .filter_map(move |r| match r {
-                    Ok(pair) => decode(pair),
-                    Err(e) => Some(Err(e)),
-                }),
-        )
+        self.kv.scan_prefix(&doc_prefix(env, coll), &mut on_pair)
     }
 
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.

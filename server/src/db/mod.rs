@@ -5,6 +5,7 @@ pub mod error;
 pub mod kv;
 pub mod projection;
 pub mod query;
+mod scan;
 pub mod update;
 pub mod value;
 

@@ -61,6 +61,14 @@ impl Filter {
         out
     }
 
+    /// The top-level fields the filter reads: matching a document with only these fields gives the
+    /// same answer as matching the whole document (scans decode no more than this).
+    pub fn fields(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.nodes.iter().for_each(|n| n.fields(&mut out));
+        out
+    }
+
     /// True if the filter matches every document.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
@@ -156,6 +164,11 @@ impl Sort {
 
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+
+    /// The top-level fields the sort reads.
+    pub fn fields(&self) -> Vec<&str> {
+        self.fields.iter().map(|(p, _)| p.head()).collect()
     }
 
     /// MongoDB sort semantics: a missing field sorts as null; an array sorts by its smallest

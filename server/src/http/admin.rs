@@ -62,7 +62,7 @@ async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: 
 async fn list_collections(path: web::Path<String>, state: State, rid: RequestId) -> HttpResponse {
     let db = state.db.clone();
     let env = path.into_inner();
-    let r = blocking(move || Ok(json!({ "collections": db.collections(&env)? }))).await;
+    let r = blocking(&state, move || Ok(json!({ "collections": db.collections(&env)? }))).await;
     respond(&rid, StatusCode::OK, r)
 }
 

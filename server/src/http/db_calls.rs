@@ -20,7 +20,7 @@ pub struct FindRequest {
 
 pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -> Result<Vec<Box<RawValue>>, ApiError> {
     let db = state.db.clone();
-    blocking(move || {
+    blocking(state, move || {
         let find = db.find_spec(FindParts {
             query: req.query.as_ref(),
             order: req.order.as_ref(),
@@ -35,7 +35,7 @@ pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -
 
 pub async fn count(state: &State, env: String, coll: String, query: Option<Value>) -> Result<u64, ApiError> {
     let db = state.db.clone();
-    blocking(move || {
+    blocking(state, move || {
         let filter = db.filter(query.as_ref())?;
         Ok(db.count(&env, &coll, &filter)?)
     })
@@ -60,7 +60,7 @@ pub struct UpdateRequest {
 
 pub async fn update(state: &State, env: String, coll: String, req: UpdateRequest) -> Result<UpdateResult, ApiError> {
     let db = state.db.clone();
-    let commit = blocking(move || {
+    let commit = blocking(state, move || {
         let filter = db.filter(req.query.as_ref())?;
         let update = db.update_spec(&req.data, req.merge)?;
         Ok(db.update(&env, &coll, &filter, &update, req.multi, req.upsert)?)
@@ -79,7 +79,7 @@ pub async fn remove(
     multi: bool,
 ) -> Result<u64, ApiError> {
     let db = state.db.clone();
-    let (n, commit) = blocking(move || {
+    let (n, commit) = blocking(state, move || {
         let filter = db.filter(query.as_ref())?;
         Ok(db.remove(&env, &coll, &filter, multi)?)
     })

@@ -24,6 +24,15 @@ use crate::error::{ApiError, Code};
 pub struct AppState {
     pub db: Arc<Database>,
     pub config: Config,
+    /// Scans are CPU-bound: running more at once than there are cores only adds memory and latency.
+    scan_permits: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    pub fn new(db: Arc<Database>, config: Config) -> AppState {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        AppState { db, config, scan_permits: tokio::sync::Semaphore::new(cores) }
+    }
 }
 
 pub type State = web::Data<AppState>;
@@ -134,12 +143,18 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
     serde_json::from_slice(&buf).map_err(|e| ApiError::new(Code::InvalidJson, format!("malformed JSON body: {e}")))
 }
 
-/// Runs blocking database work (scans, multi-document writes) off the async workers.
-pub async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+/// Runs blocking database work (scans, multi-document writes) off the async workers, at most one
+/// per core at a time.
+pub async fn blocking<T, F>(state: &State, f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
 {
+    let _permit = state
+        .scan_permits
+        .acquire()
+        .await
+        .map_err(|_| ApiError::new(Code::Unavailable, "the server is shutting down"))?;
     web::block(f).await.map_err(|e| {
         tracing::error!(error = %e, "blocking task failed");
         ApiError::new(Code::Internal, "internal error")

@@ -39,7 +39,7 @@ impl TestApp {
         let db = Arc::new(Database::open(dir.path(), limits).expect("open db"));
         TestApp {
             dir,
-            state: web::Data::new(AppState { db, config }),
+            state: web::Data::new(AppState::new(db, config)),
         }
     }
 

@@ -550,6 +550,37 @@ async fn add_batch_and_client_ids() {
         Some(json!({ "_id": "mine", "title": "c" }))
     );
     assert_eq!(count_in(&app, "default", "todos", "{}").await, 3);
+    // server dates in a batch, at the top level and nested, with offsets
+    let before = now_ms();
+    let batch = add_docs(
+        &app,
+        "default",
+        "todos",
+        json!([
+            { "_id": "sd1", "at": { "$date": { "offset": -60000 } } },
+            { "_id": "sd2", "meta": { "at": { "$date": { "offset": 0 } } }, "list": [{ "$date": { "offset": 5000 } }] },
+        ]),
+    )
+    .await;
+    let after = now_ms();
+    assert_eq!(batch, vec!["sd1", "sd2"]);
+    let sd1 = get_doc(&app, "todos", "sd1").await.expect("sd1");
+    let at = date_ms(&sd1["at"]);
+    assert!((before - 60000..=after - 60000).contains(&at), "{sd1}");
+    let sd2 = get_doc(&app, "todos", "sd2").await.expect("sd2");
+    let at = date_ms(&sd2["meta"]["at"]);
+    assert!((before..=after).contains(&at), "{sd2}");
+    let later = date_ms(&sd2["list"][0]);
+    assert!((before + 5000..=after + 5000).contains(&later), "{sd2}");
+    // and they sort as dates
+    let order = r#"[{"field":"at","direction":"desc"}]"#;
+    let q = r#"{"at":{"$exists":true}}"#;
+    assert_eq!(sorted_ids(&app, "todos", q, order).await, strs(&["sd1"]));
+    let q = format!(
+        r#"{{"meta.at":{{"$gt":{{"$date":{{"$numberLong":"{}"}}}}}}}}"#,
+        before - 1
+    );
+    assert_eq!(ids(&app, "todos", &q).await, strs(&["sd2"]));
 }
 
 #[actix_web::test]

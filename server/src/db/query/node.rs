@@ -20,6 +20,16 @@ pub(super) enum Node {
 }
 
 impl Node {
+    /// Adds the top-level fields this node reads to `out`.
+    pub(super) fn fields<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Node::And(nodes) | Node::Or(nodes) | Node::Nor(nodes) => nodes.iter().for_each(|n| n.fields(out)),
+            Node::Not(node) => node.fields(out),
+            Node::Field(path, _) => out.push(path.head()),
+            Node::Value(_) => {}
+        }
+    }
+
     pub(super) fn eval(&self, v: &Value) -> bool {
         match self {
             Node::And(nodes) => nodes.iter().all(|n| n.eval(v)),
@@ -47,6 +57,11 @@ pub(super) struct Path {
 }
 
 impl Path {
+    /// The top-level field the path starts in.
+    pub(super) fn head(&self) -> &str {
+        self.segs.first().map_or("", |s| s.name.as_str())
+    }
+
     pub(super) fn parse(raw: &str) -> Path {
         let segs = raw
             .split('.')
