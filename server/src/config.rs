@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// Largest stored document in bytes (serialized JSON) [default: 1048576]
     #[arg(long, env = "LIGHTBASE_MAX_DOCUMENT_BYTES", value_name = "BYTES")]
     pub max_document_bytes: Option<usize>,
-    /// Deepest allowed nesting of documents and queries [default: 64]
+    /// Deepest allowed nesting of documents and queries, 1-64 [default: 64]
     #[arg(long, env = "LIGHTBASE_MAX_DEPTH", value_name = "LEVELS")]
     pub max_depth: Option<usize>,
 }
@@ -139,8 +139,8 @@ impl Config {
                 .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
             max_depth: serve.max_depth.or(file.max_depth).unwrap_or(DEFAULT_MAX_DEPTH),
         };
-        if config.max_depth == 0 || config.max_depth > 100 {
-            return Err("max_depth must be between 1 and 100".into());
+        if config.max_depth == 0 || config.max_depth > DEFAULT_MAX_DEPTH {
+            return Err(format!("max_depth must be between 1 and {DEFAULT_MAX_DEPTH}"));
         }
         Ok(config)
     }

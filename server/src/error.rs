@@ -82,6 +82,8 @@ codes! {
     InvalidEnv = ("INVALID_ENV", InvalidRequest, 400, -501005);
     /// The CLOUD_API `action` is not one this server handles.
     InvalidAction = ("INVALID_ACTION", InvalidRequest, 400, -501007);
+    /// A CloudBase feature this server does not offer yet (aggregation, transactions, geo queries).
+    NotSupported = ("NOT_SUPPORTED", InvalidRequest, 400, -501007);
     /// The collection does not exist in this environment (create it first).
     CollectionNotExist = ("DATABASE_COLLECTION_NOT_EXIST", NotFound, 404, -502005);
     /// No document matched where exactly one was required.

@@ -131,7 +131,10 @@ impl Database {
         let mut out = Vec::new();
         self.kv.scan_prefix(b"e/", &mut |k, v| {
             let name = String::from_utf8_lossy(&k[2..]).into_owned();
-            out.push(EnvInfo { name, created_at: created_at(v) });
+            out.push(EnvInfo {
+                name,
+                created_at: created_at(v),
+            });
             Ok(ControlFlow::Continue(()))
         })?;
         Ok(out)
@@ -165,7 +168,11 @@ impl Database {
         let mut out = Vec::new();
         self.kv.scan_prefix(prefix.as_bytes(), &mut |k, v| {
             let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push(CollectionInfo { name, created_at: created_at(v), count: 0 });
+            out.push(CollectionInfo {
+                name,
+                created_at: created_at(v),
+                count: 0,
+            });
             Ok(ControlFlow::Continue(()))
         })?;
         for c in &mut out {
@@ -214,11 +221,14 @@ impl Database {
     }
 
     pub fn find_spec(&self, parts: FindParts<'_>) -> Result<Find, DbError> {
-        let limit = match count_param("limit", parts.limit, self.limits.max_limit)? {
+        // GATEWAY query strings carry canonical EJSON numbers ({"$numberInt":"5"})
+        let number = |v: Option<&Value>| v.map(|v| self.normalize(v.clone())).transpose();
+        let (limit, offset) = (number(parts.limit)?, number(parts.offset)?);
+        let limit = match count_param("limit", limit.as_ref(), self.limits.max_limit)? {
             None | Some(0) => self.limits.default_limit,
             Some(n) => n,
         };
-        let skip = count_param("offset", parts.offset, self.limits.max_skip)?.unwrap_or(0);
+        let skip = count_param("offset", offset.as_ref(), self.limits.max_skip)?.unwrap_or(0);
         let projection = match parts.projection {
             None | Some(Value::Null) => Projection::parse(&json!({}))?,
             Some(p) => Projection::parse(p)?,

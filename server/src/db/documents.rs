@@ -43,7 +43,11 @@ struct Match<'a> {
 
 impl Match<'_> {
     fn stored(self) -> Stored {
-        Stored { key: self.key.to_vec(), bytes: self.bytes.to_vec(), doc: self.doc }
+        Stored {
+            key: self.key.to_vec(),
+            bytes: self.bytes.to_vec(),
+            doc: self.doc,
+        }
     }
 }
 

@@ -5,21 +5,21 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::{blocking, method_not_allowed, read_json, req_str, RequestId, State};
-use crate::error::ApiError;
+use super::{blocking, read_json, req_str, require_object, RequestId, State};
+use crate::error::{ApiError, Code};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/admin/v1/envs")
             .route(web::get().to(list_envs))
             .route(web::post().to(create_env))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(admin_method_not_allowed)),
     )
     .service(
         web::resource("/admin/v1/envs/{env}/collections")
             .route(web::get().to(list_collections))
             .route(web::post().to(create_collection))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(web::to(admin_method_not_allowed)),
     );
 }
 
@@ -40,6 +40,14 @@ pub fn admin_error(rid: &RequestId, e: &ApiError) -> HttpResponse {
     }))
 }
 
+async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
+    let err = ApiError::new(
+        Code::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    );
+    admin_error(&rid, &err)
+}
+
 async fn list_envs(state: State, rid: RequestId) -> HttpResponse {
     let r = state
         .db
@@ -52,6 +60,7 @@ async fn list_envs(state: State, rid: RequestId) -> HttpResponse {
 async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: RequestId) -> HttpResponse {
     let r = async {
         let body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        require_object(&body)?;
         let name = req_str(&body, "name")?;
         state.db.create_env(name)?.wait().await?;
         Ok(json!({ "name": name }))
@@ -75,6 +84,7 @@ async fn create_collection(
 ) -> HttpResponse {
     let r = async {
         let body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        require_object(&body)?;
         let name = req_str(&body, "name")?;
         state.db.create_collection(&path, name)?.wait().await?;
         Ok(json!({ "env": path.as_str(), "name": name }))

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::db_calls::{self, documents_of, query_of, FindRequest, UpdateRequest};
+use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, UpdateRequest};
 use super::{method_not_allowed, opt_bool, read_json, req_str, require_object, RequestId, State};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
@@ -30,8 +30,8 @@ struct Success<'a, T: Serialize> {
 #[derive(Serialize)]
 struct ListData {
     list: Vec<Box<RawValue>>,
-    offset: Value,
-    limit: Value,
+    offset: usize,
+    limit: usize,
 }
 
 fn ok<T: Serialize>(rid: &RequestId, data: T) -> HttpResponse {
@@ -79,14 +79,13 @@ async fn dispatch(
                 limit: take("limit"),
                 projection: take("projection"),
             };
-            let (offset, limit) = (find.offset.clone(), find.limit.clone());
-            let list = db_calls::query(state, env, coll, find).await?;
+            let page = db_calls::query(state, env, coll, find).await?;
             Ok(ok(
                 rid,
                 ListData {
-                    list,
-                    offset: offset.unwrap_or(json!(0)),
-                    limit: limit.unwrap_or(json!(100)),
+                    list: page.list,
+                    offset: page.offset,
+                    limit: page.limit,
                 },
             ))
         }
@@ -111,10 +110,7 @@ async fn dispatch(
         }
         "database.updateDocument" => {
             let coll = collection(&body)?;
-            let data = match body.get_mut("data").map(Value::take) {
-                Some(d @ Value::Object(_)) => d,
-                _ => return Err(ApiError::new(Code::InvalidParam, "`data` must be a JSON object")),
-            };
+            let data = update_data_of(body.get_mut("data").map(Value::take))?;
             let request = UpdateRequest {
                 query: query_of(body.get_mut("query").map(Value::take))?,
                 data,
@@ -125,7 +121,7 @@ async fn dispatch(
             let r = db_calls::update(state, env, coll, request).await?;
             Ok(ok(
                 rid,
-                json!({ "updated": r.updated, "upsert_id": r.upserted_id, "matched": r.matched }),
+                json!({ "updated": r.updated, "upsert_id": r.upserted_id.unwrap_or_default(), "matched": r.matched }),
             ))
         }
         "database.deleteDocument" => {

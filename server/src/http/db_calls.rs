@@ -18,7 +18,14 @@ pub struct FindRequest {
     pub projection: Option<Value>,
 }
 
-pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -> Result<Vec<Box<RawValue>>, ApiError> {
+/// One page of a list query, with the offset and limit actually applied.
+pub struct Page {
+    pub list: Vec<Box<RawValue>>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -> Result<Page, ApiError> {
     let db = state.db.clone();
     blocking(state, move || {
         let find = db.find_spec(FindParts {
@@ -28,7 +35,12 @@ pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -
             limit: req.limit.as_ref(),
             projection: req.projection.as_ref(),
         })?;
-        Ok(db.find(&env, &coll, &find)?)
+        let list = db.find(&env, &coll, &find)?;
+        Ok(Page {
+            list,
+            offset: find.skip,
+            limit: find.limit,
+        })
     })
     .await
 }
@@ -91,6 +103,18 @@ pub async fn remove(
 pub async fn add_collection(state: &State, env: &str, name: &str) -> Result<(), ApiError> {
     state.db.create_collection(env, name)?.wait().await?;
     Ok(())
+}
+
+/// `data` of an update: a non-empty object.
+pub fn update_data_of(data: Option<Value>) -> Result<Value, ApiError> {
+    match data {
+        Some(Value::Object(m)) if m.is_empty() => Err(ApiError::new(
+            Code::InvalidParam,
+            "`data` is empty: nothing to update (use remove to delete)",
+        )),
+        Some(d @ Value::Object(_)) => Ok(d),
+        _ => Err(ApiError::new(Code::InvalidParam, "`data` must be a JSON object")),
+    }
 }
 
 /// `data` of an add: one object or a non-empty array of objects.

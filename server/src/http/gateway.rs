@@ -4,9 +4,10 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::db_calls::{self, documents_of, query_of, FindRequest, UpdateRequest};
+use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, UpdateRequest};
 use super::{
-    gateway_error, method_not_allowed, opt_bool, read_json, require_object, with_request_id, RequestId, State,
+    gateway_error, method_not_allowed, opt_bool, parse_json, read_json, require_object, with_request_id, RequestId,
+    State,
 };
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
@@ -29,6 +30,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource(format!("{PREFIX}/collections/{{coll}}/documents/remove"))
             .route(web::post().to(remove_documents))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource(format!("{PREFIX}/collections/{{coll}}/documents/aggregations"))
+            .route(web::post().to(aggregate_documents))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
@@ -92,8 +98,8 @@ async fn list_documents(req: HttpRequest, path: web::Path<DbPath>, state: State,
 #[derive(serde::Serialize)]
 struct ListReply<'a> {
     list: &'a [Box<serde_json::value::RawValue>],
-    offset: Value,
-    limit: Value,
+    offset: usize,
+    limit: usize,
     #[serde(rename = "requestId")]
     request_id: &'a str,
 }
@@ -114,18 +120,12 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
                 continue;
             }
             "transactionId" if !v.is_empty() => {
-                return Err(ApiError::new(Code::InvalidParam, "transactions are not supported yet"))
+                return Err(ApiError::new(Code::NotSupported, "transactions are not supported yet"))
             }
             _ => continue,
         };
         if !v.is_empty() {
-            let parsed = serde_json::from_str::<Value>(&v).map_err(|e| {
-                ApiError::new(
-                    Code::InvalidJson,
-                    format!("query parameter `{k}` is not valid JSON: {e}"),
-                )
-            })?;
-            *slot = Some(parsed);
+            *slot = Some(parse_json(v.as_bytes(), &format!("query parameter `{k}`"))?);
         }
     }
     let query = query_of(find.query.take())?;
@@ -134,32 +134,53 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
         return Ok(Reply::Json(json!({ "total": total })));
     }
     find.query = query;
-    let (offset, limit) = (find.offset.clone(), find.limit.clone());
-    let list = db_calls::query(state, env, coll_of(path), find).await?;
+    let page = db_calls::query(state, env, coll_of(path), find).await?;
     let reply = ListReply {
-        list: &list,
-        offset: offset.unwrap_or(json!(0)),
-        limit: limit.unwrap_or(json!(100)),
+        list: &page.list,
+        offset: page.offset,
+        limit: page.limit,
         request_id: &rid.0,
     };
     Ok(Reply::Raw(HttpResponse::Ok().json(reply)))
 }
 
+/// The document itself (CloudBase's reply shape: no envelope). `?projection=` is honoured.
 async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, rid: RequestId) -> HttpResponse {
-    let r = (|| {
+    let r = async {
         let env = env_of(&req, &path)?;
         let id = path.id.clone().unwrap_or_default();
+        let not_found = || ApiError::new(Code::DocumentNotExist, format!("document `{id}` does not exist"));
+        let projection = query_pairs(&req)?
+            .into_iter()
+            .find(|(k, v)| k == "projection" && !v.is_empty());
+        if let Some((_, p)) = projection {
+            let find = FindRequest {
+                query: Some(json!({ "_id": id })),
+                projection: Some(parse_json(p.as_bytes(), "query parameter `projection`")?),
+                ..FindRequest::default()
+            };
+            let page = db_calls::query(&state, env, coll_of(&path), find).await?;
+            let doc = page.list.into_iter().next().ok_or_else(not_found)?;
+            return Ok(Reply::Raw(
+                HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(doc.get().to_string()),
+            ));
+        }
         match state.db.get_raw(&env, &coll_of(&path), &id)? {
             Some(bytes) => Ok(Reply::Raw(
                 HttpResponse::Ok().content_type("application/json").body(bytes),
             )),
-            None => Err(ApiError::new(
-                Code::DocumentNotExist,
-                format!("document `{id}` does not exist"),
-            )),
+            None => Err(not_found()),
         }
-    })();
-    respond(&rid, r)
+    };
+    respond(&rid, r.await)
+}
+
+/// Aggregation arrives with secondary indexes (issue 4); until then a clear answer, not a 405.
+async fn aggregate_documents(rid: RequestId) -> HttpResponse {
+    let err = ApiError::new(Code::NotSupported, "aggregation is not supported by this server yet");
+    gateway_error(&rid, &err)
 }
 
 /// POST on documents is an add, or an update when `X-HTTP-Method-Override: PATCH` (mini-programs
@@ -213,10 +234,7 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
     reject_transaction(&body)?;
-    let data = match body.get_mut("data").map(Value::take) {
-        Some(d @ Value::Object(_)) => d,
-        _ => return Err(ApiError::new(Code::InvalidParam, "`data` must be a JSON object")),
-    };
+    let data = update_data_of(body.get_mut("data").map(Value::take))?;
     let has_operators = data.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
     let merge = match (opt_bool(&body, "replaceMode")?, opt_bool(&body, "merge")?) {
         (Some(true), _) => false,
@@ -268,6 +286,7 @@ async fn add_collection(
     let r = async {
         let env = env_of(&req, &path)?;
         let body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        require_object(&body)?;
         let name = super::req_str(&body, "collectionName")?;
         db_calls::add_collection(&state, &env, name).await?;
         Ok(Reply::Json(json!({ "collectionName": name })))
@@ -279,6 +298,6 @@ fn reject_transaction(body: &Value) -> Result<(), ApiError> {
     match body.get("transactionId") {
         None | Some(Value::Null) => Ok(()),
         Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::new(Code::InvalidParam, "transactions are not supported yet")),
+        Some(_) => Err(ApiError::new(Code::NotSupported, "transactions are not supported yet")),
     }
 }

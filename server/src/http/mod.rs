@@ -31,7 +31,11 @@ pub struct AppState {
 impl AppState {
     pub fn new(db: Arc<Database>, config: Config) -> AppState {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        AppState { db, config, scan_permits: tokio::sync::Semaphore::new(cores) }
+        AppState {
+            db,
+            config,
+            scan_permits: tokio::sync::Semaphore::new(cores),
+        }
     }
 }
 
@@ -63,7 +67,21 @@ pub fn build_app(
                 Ok(res)
             }
         })
-        .route("/health", web::get().to(health))
+        // Browsers call from other origins. Access is by bearer token (never cookies), so any origin
+        // may ask; an allow-list setting arrives with the runtime settings of the auth issue.
+        .wrap(
+            actix_cors::Cors::default()
+                .allow_any_origin()
+                .allow_any_method()
+                .allow_any_header()
+                .expose_headers(["x-request-id"])
+                .max_age(3600),
+        )
+        .service(
+            web::resource("/health")
+                .route(web::get().to(health))
+                .default_service(web::to(method_not_allowed)),
+        )
         .configure(gateway::routes)
         .configure(cloudapi::routes)
         .configure(admin::routes)
@@ -140,7 +158,22 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
             "request body is empty; a JSON object is required",
         ));
     }
-    serde_json::from_slice(&buf).map_err(|e| ApiError::new(Code::InvalidJson, format!("malformed JSON body: {e}")))
+    parse_json(&buf, "body")
+}
+
+/// Parses JSON text from a client. serde_json stops at 128 levels; that is reported as the nesting
+/// error it is, not as malformed JSON.
+pub fn parse_json(bytes: &[u8], what: &str) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            ApiError::new(
+                Code::NestingTooDeep,
+                format!("{what} is nested more than 128 levels deep"),
+            )
+        } else {
+            ApiError::new(Code::InvalidJson, format!("malformed JSON {what}: {e}"))
+        }
+    })
 }
 
 /// Runs blocking database work (scans, multi-document writes) off the async workers, at most one

@@ -1342,3 +1342,106 @@ async fn ne_and_nin_match_missing_fields() {
     );
     assert_eq!(sorted(ids(&app, "c", r#"{"v":{"$exists":false}}"#).await), strs(&["c"]));
 }
+
+// ---- paging echo, projections by id, empty updates, unsupported features, CORS ---------------
+
+#[actix_web::test]
+async fn replies_echo_the_offset_and_limit_applied() {
+    let app = TestApp::new();
+    let svc = app.service().await;
+    create_coll(&svc, "default", "p").await;
+    add_docs(&svc, "default", "p", json!([{"n": 1}, {"n": 2}, {"n": 3}])).await;
+    // canonical EJSON numbers, as the SDK's GET query strings carry them
+    let uri = list_uri(
+        "p",
+        &[("limit", r#"{"$numberInt":"2"}"#), ("offset", r#"{"$numberInt":"1"}"#)],
+    );
+    let (status, body) = send(&svc, get(&uri)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["offset"].clone(), body["limit"].clone()), (json!(1), json!(2)));
+    assert_eq!(body["list"].as_array().unwrap().len(), 2);
+    // limit 0 means the default, and the reply says which
+    let (_, body) = send(&svc, get(&list_uri("p", &[("limit", "0")]))).await;
+    assert_eq!(body["limit"], json!(100));
+    assert_eq!(body["list"].as_array().unwrap().len(), 3);
+}
+
+#[actix_web::test]
+async fn get_by_id_honours_projection() {
+    let app = TestApp::new();
+    let svc = app.service().await;
+    create_coll(&svc, "default", "b").await;
+    add_docs(&svc, "default", "b", json!([{"_id": "b1", "title": "t", "secret": 1}])).await;
+    let uri = format!("{}/b1?projection={}", docs_uri("b"), enc(r#"{"title":1}"#));
+    let (status, body) = send(&svc, get(&uri)).await;
+    assert_eq!((status, body), (200, json!({"_id": "b1", "title": "t"})));
+    let uri = format!("{}/nope?projection={}", docs_uri("b"), enc(r#"{"title":1}"#));
+    let (status, body) = send(&svc, get(&uri)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("DATABASE_DOCUMENT_NOT_EXIST"))
+    );
+}
+
+#[actix_web::test]
+async fn an_empty_update_is_refused_and_changes_nothing() {
+    let app = TestApp::new();
+    let svc = app.service().await;
+    create_coll(&svc, "default", "w").await;
+    add_docs(&svc, "default", "w", json!([{"_id": "w1", "keep": true}])).await;
+    let body = json!({"query": {"_id": "w1"}, "data": {}, "multi": false});
+    let (status, reply) = send(&svc, patch_json(&docs_uri("w"), &body)).await;
+    assert_eq!(
+        (status, reply["code"].as_str()),
+        (400, Some("INVALID_PARAM")),
+        "{reply}"
+    );
+    let web = json!({"action": "database.updateDocument", "collectionName": "w", "query": {"_id": "w1"}, "data": {}});
+    let (status, reply) = send(&svc, post_json("/web?env=default", &web)).await;
+    assert_eq!(
+        (status, reply["code"].as_str()),
+        (200, Some("INVALID_PARAM")),
+        "{reply}"
+    );
+    let (_, doc) = send(&svc, get(&format!("{}/w1", docs_uri("w")))).await;
+    assert_eq!(doc, json!({"_id": "w1", "keep": true}));
+}
+
+#[actix_web::test]
+async fn aggregation_and_transactions_say_not_supported() {
+    let app = TestApp::new();
+    let svc = app.service().await;
+    create_coll(&svc, "default", "a").await;
+    let uri = format!("{}/aggregations", docs_uri("a"));
+    let (status, body) = send(&svc, post_json(&uri, &json!({"pipeline": [{"$match": {}}]}))).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("NOT_SUPPORTED")), "{body}");
+    let uri = list_uri("a", &[("transactionId", "tx-1")]);
+    let (status, body) = send(&svc, get(&uri)).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("NOT_SUPPORTED")), "{body}");
+}
+
+#[actix_web::test]
+async fn browsers_from_other_origins_pass_cors() {
+    let app = TestApp::new();
+    let svc = app.service().await;
+    let preflight = TestRequest::default()
+        .method(actix_web::http::Method::OPTIONS)
+        .uri(&docs_uri("x"))
+        .insert_header(("origin", "https://app.example.com"))
+        .insert_header(("access-control-request-method", "PATCH"))
+        .insert_header(("access-control-request-headers", "authorization, content-type"));
+    let res = test::call_service(&svc, preflight.to_request()).await;
+    assert!(res.status().is_success(), "preflight status {}", res.status());
+    let allow = res
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(allow.as_deref(), Some("https://app.example.com"));
+    let req = get("/health").insert_header(("origin", "https://app.example.com"));
+    let res = test::call_service(&svc, req.to_request()).await;
+    let exposed = res
+        .headers()
+        .get("access-control-expose-headers")
+        .map(|v| v.to_str().unwrap().to_lowercase());
+    assert!(exposed.is_some_and(|v| v.contains("x-request-id")));
+}
