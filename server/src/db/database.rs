@@ -13,9 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use super::kv::{Commit, Kv, Op, SledKv};
+use super::kv::{Commit, Kv, Op};
 use super::projection::Projection;
 use super::query::{Direction, Filter, Sort};
+use super::sled_kv::SledKv;
 use super::update::Update;
 use super::{value, DbError};
 

@@ -123,7 +123,7 @@ impl Database {
         }
         let mut prepared = Vec::with_capacity(docs.len());
         for doc in docs {
-            prepared.push(self.prepare_new(doc, None)?);
+            prepared.push(self.prepare_new(doc)?);
         }
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
@@ -180,7 +180,7 @@ impl Database {
                 set_path(&mut seed, &path, v)?;
             }
             update.apply(&mut seed)?;
-            let (id, bytes) = self.prepare_new(Value::Object(seed), None)?;
+            let (id, bytes) = self.prepare_new(Value::Object(seed))?;
             let key = doc_key(env, coll, &id);
             if self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
@@ -261,18 +261,17 @@ impl Database {
     }
 
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.
-    fn prepare_new(&self, doc: Value, id: Option<String>) -> Result<(String, Vec<u8>), DbError> {
+    fn prepare_new(&self, doc: Value) -> Result<(String, Vec<u8>), DbError> {
         let Value::Object(fields) = self.normalize(doc)? else {
             return Err(DbError::InvalidParam("a document must be a JSON object".into()));
         };
-        let id = match (fields.get("_id"), id) {
-            (Some(Value::String(s)), _) => {
+        let id = match fields.get("_id") {
+            Some(Value::String(s)) => {
                 validate_id(s)?;
                 s.clone()
             }
-            (Some(_), _) => return Err(DbError::InvalidParam("_id must be a string".into())),
-            (None, Some(id)) => id,
-            (None, None) => new_id(),
+            Some(_) => return Err(DbError::InvalidParam("_id must be a string".into())),
+            None => new_id(),
         };
         let mut doc = Map::with_capacity(fields.len() + 1);
         doc.insert("_id".into(), Value::String(id.clone()));

@@ -6,8 +6,10 @@ pub mod kv;
 pub mod projection;
 pub mod query;
 mod scan;
+pub mod sled_kv;
 pub mod update;
 pub mod value;
+mod wal;
 
 pub use database::{Database, Find, FindParts, Limits, DEFAULT_ENV};
 pub use documents::UpdateResult;
