@@ -80,7 +80,7 @@ pub struct CollectionInfo {
 }
 
 pub struct Database {
-    pub(super) kv: Box<dyn Kv>,
+    pub(super) kv: Arc<dyn Kv>,
     pub(super) limits: Limits,
     /// One writer at a time per collection: read-modify-write never loses an update, and a
     /// multi-document write is computed whole before it is applied as one atomic batch.
@@ -93,7 +93,7 @@ impl Database {
         std::fs::create_dir_all(dir).map_err(|e| DbError::Storage(format!("{}: {e}", dir.display())))?;
         let kv = SledKv::open(&dir.join("db"))?;
         let db = Database {
-            kv: Box::new(kv),
+            kv: Arc::new(kv),
             limits,
             write_locks: Mutex::new(HashMap::new()),
         };
@@ -103,6 +103,12 @@ impl Database {
             db.kv.flush()?;
         }
         Ok(db)
+    }
+
+    /// The store itself, shared with the other domain modules that keep their own keys in it
+    /// (auth: `a/…`, settings: `s/…`).
+    pub fn kv(&self) -> Arc<dyn Kv> {
+        self.kv.clone()
     }
 
     pub fn limits(&self) -> &Limits {
