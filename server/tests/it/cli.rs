@@ -1,8 +1,7 @@
 //! Admin subcommands work on the data dir directly when no server runs, and through the server's
 //! admin API when one does.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::json;
 
@@ -46,16 +45,9 @@ fn admin_commands_work_offline() {
 #[test]
 fn admin_commands_go_through_a_running_server() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lightbase"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(dir.path())
-        .env("LIGHTBASE_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let port = free_port();
+    let mut child = spawn_server(dir.path(), port);
     let base = format!("http://127.0.0.1:{port}");
-    wait_healthy(&base);
     // the server holds the data dir; the CLI must use its API, and the server sees the change at once
     let (ok, _, err) = lb(dir.path(), &["env", "create", "staging"]);
     assert!(ok, "{err}");

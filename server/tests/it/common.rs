@@ -173,3 +173,26 @@ pub fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
         Err(e) => (0, Value::String(e.to_string())),
     }
 }
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The real `lightbase serve` binary on `127.0.0.1:port` over `dir`, once it answers `/health`.
+pub fn spawn_server(dir: &std::path::Path, port: u16) -> std::process::Child {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_lightbase"))
+        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
+        .arg(dir)
+        .env("LIGHTBASE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn lightbase");
+    wait_healthy(&format!("http://127.0.0.1:{port}"));
+    child
+}

@@ -2,9 +2,6 @@
 //! acknowledged write and shows no half-written batch; concurrent `$inc`s never lose an update.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,27 +11,6 @@ use serde_json::{json, Value};
 use crate::common::*;
 
 const SUFFIXES: [&str; 3] = ["a", "b", "c"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn spawn_server(dir: &Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_lightbase"))
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(dir)
-        .env("LIGHTBASE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn lightbase");
-    wait_healthy(&format!("http://127.0.0.1:{port}"));
-    child
-}
 
 #[test]
 fn kill_9_during_writes_loses_no_acknowledged_write() {

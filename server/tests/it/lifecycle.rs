@@ -2,7 +2,7 @@
 //! SIGTERM and SIGINT with an in-flight request finishing and its write kept.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -12,14 +12,6 @@ use crate::common::*;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lightbase"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[test]
@@ -84,14 +76,7 @@ fn graceful_stop_keeps_in_flight_request(signal: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = bin()
-        .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
-        .arg(dir.path())
-        .env("LIGHTBASE_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    wait_healthy(&base);
+    let mut child = spawn_server(dir.path(), port);
     http(
         "POST",
         &format!("{base}{DB}/collections"),
