@@ -13,6 +13,8 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     InvalidRequest,
+    Unauthenticated,
+    Forbidden,
     NotFound,
     Conflict,
     TooLarge,
@@ -24,6 +26,8 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::InvalidRequest => "invalid_request",
+            Kind::Unauthenticated => "unauthenticated",
+            Kind::Forbidden => "forbidden",
             Kind::NotFound => "not_found",
             Kind::Conflict => "conflict",
             Kind::TooLarge => "too_large",
@@ -84,6 +88,14 @@ codes! {
     InvalidAction = ("INVALID_ACTION", InvalidRequest, 400, -501007);
     /// A CloudBase feature this server does not offer yet (aggregation, transactions, geo queries).
     NotSupported = ("NOT_SUPPORTED", InvalidRequest, 400, -501007);
+    /// The request needs a valid access token (missing, malformed, wrongly signed, revoked, or of another env).
+    Unauthenticated = ("UNAUTHENTICATED", Unauthenticated, 401, -501007);
+    /// The access token has expired: refresh it (the SDK does this by itself) and retry.
+    AccessTokenExpired = ("ACCESS_TOKEN_EXPIRED", Unauthenticated, 401, -501007);
+    /// The security rules of the collection do not allow this request for this caller.
+    PermissionDenied = ("DATABASE_PERMISSION_DENIED", Forbidden, 403, -502003);
+    /// Only an admin (admin token or server API key) may do this.
+    AdminRequired = ("ADMIN_REQUIRED", Forbidden, 403, -502003);
     /// The collection does not exist in this environment (create it first).
     CollectionNotExist = ("DATABASE_COLLECTION_NOT_EXIST", NotFound, 404, -502005);
     /// No document matched where exactly one was required.
