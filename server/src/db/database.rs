@@ -64,6 +64,8 @@ pub struct FindParts<'a> {
     pub offset: Option<&'a Value>,
     pub limit: Option<&'a Value>,
     pub projection: Option<&'a Value>,
+    /// A lower cap on `limit` for this caller (client callers); larger limits are lowered silently.
+    pub cap: Option<usize>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -200,6 +202,39 @@ impl Database {
         Ok(())
     }
 
+    /// The security rules saved for a collection (`None`: never set, which means the default).
+    /// Rules are stored in the collection's metadata; the `rules` module gives them meaning.
+    pub fn collection_rules(&self, env: &str, coll: &str) -> Result<Option<Value>, DbError> {
+        let meta = self.collection_meta(env, coll)?;
+        Ok(meta.get("rules").cloned())
+    }
+
+    /// Saves a collection's rules (validated by the caller).
+    pub fn set_collection_rules(&self, env: &str, coll: &str, rules: Value) -> Result<Commit, DbError> {
+        let lock = self.lock(&coll_id(env, coll))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let mut meta = self.collection_meta(env, coll)?;
+        meta.insert("rules".into(), rules);
+        let bytes = serde_json::to_vec(&meta).map_err(|e| DbError::Storage(e.to_string()))?;
+        self.kv.apply(vec![Op::Put(coll_key(env, coll), bytes)])?;
+        Ok(self.kv.commit())
+    }
+
+    fn collection_meta(&self, env: &str, coll: &str) -> Result<serde_json::Map<String, Value>, DbError> {
+        let bytes = match validate_collection_name(coll) {
+            Ok(()) => self.kv.get(&coll_key(env, coll))?,
+            Err(_) => None,
+        };
+        let Some(bytes) = bytes else {
+            self.check_env(env)?;
+            return Err(DbError::CollectionNotExist(coll.chars().take(64).collect()));
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(DbError::Storage(format!("corrupt metadata of collection {env}/{coll}"))),
+        }
+    }
+
     pub(super) fn lock(&self, id: &str) -> Result<Arc<Mutex<()>>, DbError> {
         let mut locks = self
             .write_locks
@@ -235,6 +270,7 @@ impl Database {
             None | Some(0) => self.limits.default_limit,
             Some(n) => n,
         };
+        let limit = parts.cap.map_or(limit, |cap| limit.min(cap));
         let skip = count_param("offset", offset.as_ref(), self.limits.max_skip)?.unwrap_or(0);
         let projection = match parts.projection {
             None | Some(Value::Null) => Projection::parse(&json!({}))?,

@@ -166,8 +166,13 @@ impl Database {
                 return Err(DbError::Storage("stored document is not an object".into()));
             };
             let id = doc.get("_id").cloned();
+            let owner = doc.get("_openid").cloned();
             if update.apply(&mut doc)?.is_empty() {
                 continue;
+            }
+            // a replacement keeps the creator, like `_id`, unless it names one itself
+            if let (true, Some(owner)) = (update.is_replacement(), owner) {
+                doc.entry("_openid").or_insert(owner);
             }
             if doc.get("_id") != id.as_ref() {
                 return Err(DbError::InvalidCommand("_id cannot be updated".into()));
@@ -175,12 +180,7 @@ impl Database {
             ops.push(Op::Put(t.key, self.encode_checked(&Value::Object(doc))?));
         }
         if result.matched == 0 && upsert {
-            let mut seed = Map::new();
-            for (path, v) in filter.equality_fields() {
-                set_path(&mut seed, &path, v)?;
-            }
-            update.apply(&mut seed)?;
-            let (id, bytes) = self.prepare_new(Value::Object(seed))?;
+            let (id, bytes) = self.prepare_new(self.upsert_document(filter, update)?)?;
             let key = doc_key(env, coll, &id);
             if self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
@@ -194,6 +194,17 @@ impl Database {
         }
         self.kv.apply(ops)?;
         Ok((result, self.kv.commit()))
+    }
+
+    /// The document an upsert inserts when nothing matches: the query's equality fields with the
+    /// update applied (as MongoDB does). It has no `_id` unless the query pins one.
+    pub fn upsert_document(&self, filter: &Filter, update: &Update) -> Result<Value, DbError> {
+        let mut seed = Map::new();
+        for (path, v) in filter.equality_fields() {
+            set_path(&mut seed, &path, v)?;
+        }
+        update.apply(&mut seed)?;
+        Ok(Value::Object(seed))
     }
 
     /// Removes the first (`multi == false`) or every matching document. Returns how many.

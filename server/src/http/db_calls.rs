@@ -34,6 +34,7 @@ pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -
             offset: req.offset.as_ref(),
             limit: req.limit.as_ref(),
             projection: req.projection.as_ref(),
+            cap: None,
         })?;
         let list = db.find(&env, &coll, &find)?;
         Ok(Page {
