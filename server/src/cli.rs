@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{CollectionCommand, Command, EnvCommand};
+use crate::config::{AdminCommand, CollectionCommand, Command, Config, EnvCommand, KeyCommand};
 use crate::db::{database, Database, Limits};
 
 /// Where an admin command is carried out.
@@ -86,6 +86,7 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
                 format!("{}\t{}", c["name"].as_str().unwrap_or_default(), c["count"])
             }))
         }
+        Command::Admin(cmd) => admin(dir, cmd),
         Command::Serve(_) | Command::ErrorsDoc => Err("not an admin command".into()),
     }
 }
@@ -114,6 +115,100 @@ fn remote(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<V
                 v["code"].as_str().unwrap_or("ERROR"),
                 v["message"].as_str().unwrap_or("")
             ))
+        }
+        Err(e) => Err(format!("cannot reach the server at {base}: {e}")),
+    }
+}
+
+/// `admin create` and `admin key …`. Keys are managed on the data dir only (a running server holds
+/// its lock; use the admin API then).
+fn admin(dir: &Path, cmd: &AdminCommand) -> Result<String, String> {
+    let local_auth = |db: Database| {
+        let settings = crate::auth::AuthSettings::from_config(&Config::with_dir(dir));
+        crate::auth::Auth::open(std::sync::Arc::new(db), dir, settings).map_err(|e| e.to_string())
+    };
+    match cmd {
+        AdminCommand::Create { email, password, token } => {
+            match target(dir)? {
+                Target::Remote(base) => {
+                    let body = json!({ "email": email, "password": password });
+                    remote_with_token(&base, "POST", "/admin/v1/admins", Some(body), token.as_deref())?;
+                }
+                Target::Local(db) => local_auth(db)?
+                    .create_admin_blocking(email, password)
+                    .map_err(|e| e.to_string())?,
+            }
+            Ok(format!("created admin {email}"))
+        }
+        AdminCommand::Key(key) => {
+            let auth = match target(dir)? {
+                Target::Remote(base) => {
+                    return Err(format!(
+                        "a server is running at {base}: manage API keys through its admin API \
+                         (POST/GET/DELETE /admin/v1/keys with an admin token), or stop it first"
+                    ))
+                }
+                Target::Local(db) => local_auth(db)?,
+            };
+            match key {
+                KeyCommand::Create { name } => {
+                    let (created, commit) = auth.create_api_key(name).map_err(|e| e.to_string())?;
+                    commit.wait_blocking().map_err(|e| e.to_string())?;
+                    Ok(format!(
+                        "created API key {} ({name}); it is shown only this once:\n{}",
+                        created.info.id, created.key
+                    ))
+                }
+                KeyCommand::List => {
+                    let keys = auth.api_keys().map_err(|e| e.to_string())?;
+                    Ok(keys
+                        .iter()
+                        .map(|k| format!("{}\t{}\t{}…", k.id, k.name, k.prefix))
+                        .collect::<Vec<_>>()
+                        .join("\n"))
+                }
+                KeyCommand::Revoke { id } => {
+                    auth.revoke_api_key(id)
+                        .and_then(|c| c.wait_blocking().map_err(Into::into))
+                        .map_err(|e| e.to_string())?;
+                    Ok(format!("revoked API key {id}"))
+                }
+            }
+        }
+    }
+}
+
+/// [`remote`] with an optional `Authorization: Bearer` token; errors in either reply shape.
+fn remote_with_token(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    token: Option<&str>,
+) -> Result<Value, String> {
+    let mut req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        req = req.set("authorization", &format!("Bearer {t}"));
+    }
+    let res = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match res {
+        Ok(r) => r
+            .into_json::<Value>()
+            .map_err(|e| format!("bad reply from server: {e}")),
+        Err(ureq::Error::Status(_, r)) => {
+            let v: Value = r.into_json().unwrap_or(Value::Null);
+            let mut msg = format!(
+                "{}: {}",
+                v["code"].as_str().unwrap_or("ERROR"),
+                v["message"].as_str().unwrap_or("")
+            );
+            if token.is_none() && v["code"] == "UNAUTHENTICATED" {
+                msg.push_str(" (an admin already exists, or the server is not on this machine: pass --token)");
+            }
+            Err(msg)
         }
         Err(e) => Err(format!("cannot reach the server at {base}: {e}")),
     }

@@ -9,11 +9,17 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::ratelimit::{Rate, RateLimits, TrustedProxies};
+
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_DIR: &str = "./lb_data";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_DEPTH: usize = 64;
+pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 2 * 3600;
+pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
+pub const DEFAULT_ADMIN_TOKEN_TTL: u64 = 24 * 3600;
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 
 /// Lightbase: a self-hosted CloudBase (云开发) backend in one binary.
 #[derive(Debug, Parser)]
@@ -46,6 +52,9 @@ pub enum Command {
     /// Manage collections (works with or without a running server)
     #[command(subcommand)]
     Collection(CollectionCommand),
+    /// Manage admins and server API keys
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Print docs/errors.md, the table of error codes
     ErrorsDoc,
 }
@@ -64,6 +73,49 @@ pub struct ServeArgs {
     /// Deepest allowed nesting of documents and queries, 1-64 [default: 64]
     #[arg(long, env = "LIGHTBASE_MAX_DEPTH", value_name = "LEVELS")]
     pub max_depth: Option<usize>,
+    /// Lifetime of end users' access tokens in seconds [default: 7200]
+    #[arg(long, env = "LIGHTBASE_ACCESS_TOKEN_TTL", value_name = "SECONDS")]
+    pub access_token_ttl: Option<u64>,
+    /// Lifetime of end users' refresh tokens (and idle sessions) in seconds [default: 2592000]
+    #[arg(long, env = "LIGHTBASE_REFRESH_TOKEN_TTL", value_name = "SECONDS")]
+    pub refresh_token_ttl: Option<u64>,
+    /// Lifetime of admin tokens from /admin/v1/login in seconds [default: 86400]
+    #[arg(long, env = "LIGHTBASE_ADMIN_TOKEN_TTL", value_name = "SECONDS")]
+    pub admin_token_ttl: Option<u64>,
+    /// Base URL of WeChat's API (jscode2session); point it at a fake server for tests
+    /// [default: https://api.weixin.qq.com]
+    #[arg(long, env = "LIGHTBASE_WECHAT_API_BASE", value_name = "URL")]
+    pub wechat_api_base: Option<String>,
+    #[command(flatten)]
+    pub limits: Box<RateLimitArgs>,
+}
+
+/// Rate limiting and client addresses (boxed in [`ServeArgs`]: it is large).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RateLimitArgs {
+    /// Rate limit of /auth/* per client IP and per user, COUNT/UNIT[:BURST] [default: 50000/s:100000]
+    #[arg(long, env = "LIGHTBASE_RATE_LIMIT_AUTH", value_name = "RATE")]
+    pub rate_limit_auth: Option<Rate>,
+    /// Rate limit of password and ticket sign-in (/auth/v1/signin, /auth/v1/signin/custom,
+    /// /admin/v1/login) per client IP and per account [default: 10/min:10]
+    #[arg(long, env = "LIGHTBASE_RATE_LIMIT_SIGNIN", value_name = "RATE")]
+    pub rate_limit_signin: Option<Rate>,
+    /// Rate limit of /v1/database/* and /web per client IP and per user [default: 100000/s:200000]
+    #[arg(long, env = "LIGHTBASE_RATE_LIMIT_DB", value_name = "RATE")]
+    pub rate_limit_db: Option<Rate>,
+    /// Rate limit of /v1/storages/* per client IP and per user [default: 50000/s:100000]
+    #[arg(long, env = "LIGHTBASE_RATE_LIMIT_STORAGE", value_name = "RATE")]
+    pub rate_limit_storage: Option<Rate>,
+    /// Rate limit of /v1/functions/* per client IP and per user [default: 50000/s:100000]
+    #[arg(long, env = "LIGHTBASE_RATE_LIMIT_FUNCTIONS", value_name = "RATE")]
+    pub rate_limit_functions: Option<Rate>,
+    /// Rate limit of /admin/v1/* per client IP [default: 10000/s:20000]
+    #[arg(long, env = "LIGHTBASE_RATE_LIMIT_ADMIN", value_name = "RATE")]
+    pub rate_limit_admin: Option<Rate>,
+    /// Reverse proxies whose X-Forwarded-For is believed: comma-separated IPs and CIDR blocks
+    /// [default: none]
+    #[arg(long, env = "LIGHTBASE_TRUSTED_PROXIES", value_name = "IP[/BITS],...")]
+    pub trusted_proxies: Option<TrustedProxies>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +124,37 @@ pub enum EnvCommand {
     Create { name: String },
     /// List environments
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin (works with or without a running server; through a running server the
+    /// first admin needs no token when created from the same machine, later ones need --token)
+    Create {
+        /// The admin's email (the login name)
+        #[arg(long)]
+        email: String,
+        /// The password, at least 8 characters (LIGHTBASE_ADMIN_PASSWORD keeps it out of `ps`)
+        #[arg(long, env = "LIGHTBASE_ADMIN_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// An admin token or API key, for creating further admins through a running server
+        #[arg(long, env = "LIGHTBASE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+    },
+    /// Manage server API keys (only with the server stopped: works on the data dir directly;
+    /// while it runs, use POST/GET/DELETE /admin/v1/keys)
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key and print it (shown this once; only its hash is stored)
+    Create { name: String },
+    /// List API keys (id, name, first characters, creation time)
+    List,
+    /// Revoke an API key by id
+    Revoke { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +174,17 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     max_document_bytes: Option<usize>,
     max_depth: Option<usize>,
+    access_token_ttl: Option<u64>,
+    refresh_token_ttl: Option<u64>,
+    admin_token_ttl: Option<u64>,
+    wechat_api_base: Option<String>,
+    rate_limit_auth: Option<Rate>,
+    rate_limit_signin: Option<Rate>,
+    rate_limit_db: Option<Rate>,
+    rate_limit_storage: Option<Rate>,
+    rate_limit_functions: Option<Rate>,
+    rate_limit_admin: Option<Rate>,
+    trusted_proxies: Option<TrustedProxies>,
 }
 
 /// Resolved settings of a server or an admin command.
@@ -101,6 +195,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_document_bytes: usize,
     pub max_depth: usize,
+    /// Seconds.
+    pub access_token_ttl: u64,
+    pub refresh_token_ttl: u64,
+    pub admin_token_ttl: u64,
+    pub wechat_api_base: String,
+    pub rate_limits: RateLimits,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Config {
@@ -112,6 +213,12 @@ impl Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
+            admin_token_ttl: DEFAULT_ADMIN_TOKEN_TTL,
+            wechat_api_base: DEFAULT_WECHAT_API_BASE.to_string(),
+            rate_limits: RateLimits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -138,9 +245,60 @@ impl Config {
                 .or(file.max_document_bytes)
                 .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
             max_depth: serve.max_depth.or(file.max_depth).unwrap_or(DEFAULT_MAX_DEPTH),
+            access_token_ttl: serve
+                .access_token_ttl
+                .or(file.access_token_ttl)
+                .unwrap_or(DEFAULT_ACCESS_TOKEN_TTL),
+            refresh_token_ttl: serve
+                .refresh_token_ttl
+                .or(file.refresh_token_ttl)
+                .unwrap_or(DEFAULT_REFRESH_TOKEN_TTL),
+            admin_token_ttl: serve
+                .admin_token_ttl
+                .or(file.admin_token_ttl)
+                .unwrap_or(DEFAULT_ADMIN_TOKEN_TTL),
+            wechat_api_base: serve
+                .wechat_api_base
+                .clone()
+                .or(file.wechat_api_base)
+                .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_string()),
+            rate_limits: {
+                let d = RateLimits::default();
+                let l = &serve.limits;
+                RateLimits {
+                    auth: l.rate_limit_auth.or(file.rate_limit_auth).unwrap_or(d.auth),
+                    signin: l.rate_limit_signin.or(file.rate_limit_signin).unwrap_or(d.signin),
+                    database: l.rate_limit_db.or(file.rate_limit_db).unwrap_or(d.database),
+                    storage: l.rate_limit_storage.or(file.rate_limit_storage).unwrap_or(d.storage),
+                    functions: l
+                        .rate_limit_functions
+                        .or(file.rate_limit_functions)
+                        .unwrap_or(d.functions),
+                    admin: l.rate_limit_admin.or(file.rate_limit_admin).unwrap_or(d.admin),
+                }
+            },
+            trusted_proxies: serve
+                .limits
+                .trusted_proxies
+                .clone()
+                .or(file.trusted_proxies)
+                .unwrap_or_default(),
         };
         if config.max_depth == 0 || config.max_depth > DEFAULT_MAX_DEPTH {
             return Err(format!("max_depth must be between 1 and {DEFAULT_MAX_DEPTH}"));
+        }
+        for (name, secs) in [
+            ("access_token_ttl", config.access_token_ttl),
+            ("refresh_token_ttl", config.refresh_token_ttl),
+            ("admin_token_ttl", config.admin_token_ttl),
+        ] {
+            // up to ten years: keeps every expiry computation far from overflow
+            if secs == 0 || secs > 10 * 365 * 24 * 3600 {
+                return Err(format!("{name} must be between 1 and 315360000 seconds"));
+            }
+        }
+        if !(config.wechat_api_base.starts_with("http://") || config.wechat_api_base.starts_with("https://")) {
+            return Err("wechat_api_base must be an http:// or https:// URL".into());
         }
         Ok(config)
     }
@@ -182,6 +340,76 @@ mod tests {
         assert_eq!(c.max_depth, 20);
         assert_eq!(c.dir, PathBuf::from("/tmp/y"));
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn rate_limits_and_trusted_proxies_resolve_like_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lightbase.toml");
+        std::fs::write(
+            &path,
+            "rate_limit_signin = \"5/min:2\"\nrate_limit_db = \"10/s\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n",
+        )
+        .unwrap();
+        let global = GlobalArgs {
+            dir: None,
+            config: Some(path.clone()),
+        };
+        let serve = ServeArgs {
+            limits: Box::new(RateLimitArgs {
+                rate_limit_db: Some("20/s:40".parse().unwrap()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let c = Config::resolve(&global, &serve).unwrap();
+        assert_eq!(c.rate_limits.signin.to_string(), "5/min:2");
+        assert_eq!(c.rate_limits.database.to_string(), "20/s:40");
+        assert_eq!(c.rate_limits.auth, RateLimits::default().auth);
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("11.0.0.1".parse().unwrap()));
+        std::fs::write(&path, "trusted_proxies = \"127.0.0.1, 10.0.0.0/8\"\n").unwrap();
+        let c = Config::resolve(&global, &ServeArgs::default()).unwrap();
+        assert_eq!(c.trusted_proxies.0.len(), 2);
+        std::fs::write(&path, "rate_limit_auth = \"lots\"\n").unwrap();
+        assert!(Config::resolve(&global, &ServeArgs::default()).is_err());
+        let d = Config::with_dir("/tmp/z");
+        assert!(d.trusted_proxies.is_empty());
+        assert_eq!(d.rate_limits, RateLimits::default());
+    }
+
+    #[test]
+    fn token_lifetimes_and_the_wechat_base_resolve_like_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lightbase.toml");
+        std::fs::write(
+            &path,
+            "access_token_ttl = 60\nrefresh_token_ttl = 600\nwechat_api_base = \"http://127.0.0.1:9\"\n",
+        )
+        .unwrap();
+        let global = GlobalArgs {
+            dir: None,
+            config: Some(path.clone()),
+        };
+        let serve = ServeArgs {
+            refresh_token_ttl: Some(120),
+            ..Default::default()
+        };
+        let c = Config::resolve(&global, &serve).unwrap();
+        assert_eq!(c.access_token_ttl, 60);
+        assert_eq!(c.refresh_token_ttl, 120);
+        assert_eq!(c.admin_token_ttl, DEFAULT_ADMIN_TOKEN_TTL);
+        assert_eq!(c.wechat_api_base, "http://127.0.0.1:9");
+        let d = Config::with_dir("/tmp/z");
+        assert_eq!(
+            (d.access_token_ttl, d.wechat_api_base.as_str()),
+            (7200, DEFAULT_WECHAT_API_BASE)
+        );
+        for bad in ["access_token_ttl = 0\n", "wechat_api_base = \"ftp://x\"\n"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Config::resolve(&global, &ServeArgs::default()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub enum Kind {
     NotFound,
     Conflict,
     TooLarge,
+    RateLimited,
     Unavailable,
     Internal,
 }
@@ -31,6 +32,7 @@ impl Kind {
             Kind::NotFound => "not_found",
             Kind::Conflict => "conflict",
             Kind::TooLarge => "too_large",
+            Kind::RateLimited => "rate_limited",
             Kind::Unavailable => "unavailable",
             Kind::Internal => "internal",
         }
@@ -78,6 +80,8 @@ codes! {
     InvalidCommand = ("DATABASE_INVALID_COMMAND", InvalidRequest, 400, -502002);
     /// A `$regex` does not compile.
     InvalidRegex = ("DATABASE_INVALID_REGEX", InvalidRequest, 400, -502002);
+    /// Security rules that do not parse or have the wrong shape; the message names the rule key and the position.
+    InvalidRule = ("INVALID_RULE", InvalidRequest, 400, -501007);
     /// A collection, env or field name breaks the naming rules.
     InvalidName = ("INVALID_NAME", InvalidRequest, 400, -501007);
     /// A document or query is nested deeper than the configured maximum.
@@ -96,6 +100,14 @@ codes! {
     PermissionDenied = ("DATABASE_PERMISSION_DENIED", Forbidden, 403, -502003);
     /// Only an admin (admin token or server API key) may do this.
     AdminRequired = ("ADMIN_REQUIRED", Forbidden, 403, -502003);
+    /// Wrong username, email or password.
+    InvalidCredentials = ("INVALID_CREDENTIALS", Unauthenticated, 401, -501007);
+    /// The refresh token is unknown, expired, revoked or was already used (reuse revokes its whole session).
+    InvalidRefreshToken = ("INVALID_REFRESH_TOKEN", InvalidRequest, 400, -501007);
+    /// The user has been disabled by an admin.
+    UserDisabled = ("USER_DISABLED", Forbidden, 403, -501007);
+    /// No user with this id in this environment.
+    UserNotExist = ("USER_NOT_EXIST", NotFound, 404, -501007);
     /// The collection does not exist in this environment (create it first).
     CollectionNotExist = ("DATABASE_COLLECTION_NOT_EXIST", NotFound, 404, -502005);
     /// No document matched where exactly one was required.
@@ -108,6 +120,10 @@ codes! {
     CollectionExists = ("DATABASE_COLLECTION_ALREADY_EXIST", Conflict, 409, -502001);
     /// The environment already exists.
     EnvExists = ("ENV_ALREADY_EXIST", Conflict, 409, -501007);
+    /// A user with this username, email or external id already exists in this environment.
+    UserExists = ("USER_ALREADY_EXIST", Conflict, 409, -501007);
+    /// An admin with this email already exists.
+    AdminExists = ("ADMIN_ALREADY_EXIST", Conflict, 409, -501007);
     /// A document with this `_id` already exists.
     DuplicateId = ("DATABASE_DUPLICATE_KEY", Conflict, 409, -502001);
     /// The request body is larger than the configured maximum.
@@ -116,6 +132,8 @@ codes! {
     DocumentTooLarge = ("DATABASE_DOCUMENT_TOO_LARGE", TooLarge, 413, -501007);
     /// The reply would exceed 1 MB: narrow the query, lower `limit` or project fewer fields.
     ResultTooLarge = ("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED", TooLarge, 413, -602001);
+    /// Too many requests from this address or user: wait the `Retry-After` seconds (CLOUD_API answers HTTP 200).
+    RateLimited = ("EXCEED_REQUEST_LIMIT", RateLimited, 429, -501003);
     /// The server is shutting down or its data directory is in use.
     Unavailable = ("SERVICE_UNAVAILABLE", Unavailable, 503, -501001);
     /// Something failed inside the server; the cause is in the server log under the request id.

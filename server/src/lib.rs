@@ -4,18 +4,24 @@
 //! - `config`  — the one `Config` (flags = env vars = `lightbase.toml` = `--help`)
 //! - `error`   — the one table of error codes every protocol renders
 //! - `db`      — documents on an ordered KV store (sled): values, queries, updates, projections
+//! - `auth`    — end users, sessions and tokens per env; admins and API keys; bearer verification
+//! - `ratelimit` — token buckets per route class, per client IP and per user (no HTTP)
 //! - `http`    — protocol adapters: GATEWAY REST, CLOUD_API `/web`, admin API, health
 //! - `cli`     — admin subcommands, through a running server or directly on the data dir
 //!
-//! Domain modules (`db`) never import actix-web or `crate::http` (a test checks this).
+//! Domain modules (`db`, `auth`) never import actix-web or `crate::http` (a test checks this).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
+pub mod access;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod ratelimit;
+pub mod rules;
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -46,7 +52,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     let server_file = config.dir.join(SERVER_FILE);
     write_server_file(&server_file, addr)?;
-    let state = web::Data::new(AppState::new(db.clone(), config));
+    let state = web::Data::new(AppState::try_new(db.clone(), config).map_err(std::io::Error::other)?);
     let server = HttpServer::new(move || build_app(state.clone()))
         .listen(listener)?
         .disable_signals()

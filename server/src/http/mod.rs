@@ -2,9 +2,11 @@
 //! Handlers parse, call the domain, and shape the reply for their client; no domain logic here.
 
 pub mod admin;
+pub mod auth_api;
 pub mod cloudapi;
 pub mod db_calls;
 pub mod gateway;
+pub mod ratelimit;
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -24,18 +26,38 @@ use crate::error::{ApiError, Code};
 pub struct AppState {
     pub db: Arc<Database>,
     pub config: Config,
+    /// Users, sessions, tokens, admins and API keys.
+    pub auth: Arc<crate::auth::Auth>,
+    /// Token buckets per route class, client IP and user; the middleware checks IPs, handlers users.
+    pub limiter: Arc<crate::ratelimit::RateLimiter>,
     /// Scans are CPU-bound: running more at once than there are cores only adds memory and latency.
     scan_permits: tokio::sync::Semaphore,
 }
 
 impl AppState {
+    /// [`AppState::try_new`] for tests and tools: panics if auth cannot open its signing key.
     pub fn new(db: Arc<Database>, config: Config) -> AppState {
+        match Self::try_new(db, config) {
+            Ok(state) => state,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Opens auth (creating the signing key on first start) and everything else handlers reach.
+    pub fn try_new(db: Arc<Database>, config: Config) -> Result<AppState, String> {
+        let settings = crate::auth::AuthSettings::from_config(&config);
+        let auth =
+            crate::auth::Auth::open(db.clone(), &config.dir, settings).map_err(|e| format!("cannot open auth: {e}"))?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        AppState {
+        let limiter = Arc::new(crate::ratelimit::RateLimiter::new(config.rate_limits));
+        limiter.start_sweeper(crate::ratelimit::SWEEP_EVERY);
+        Ok(AppState {
+            auth: Arc::new(auth),
+            limiter,
             db,
             config,
             scan_permits: tokio::sync::Semaphore::new(cores),
-        }
+        })
     }
 }
 
@@ -55,6 +77,9 @@ pub fn build_app(
 > {
     App::new()
         .app_data(state)
+        // Innermost of the three: requests already have their id (429s carry it) and CORS
+        // preflights are answered before they reach the limiter.
+        .wrap(ratelimit::RateLimit)
         .wrap_fn(|req, srv| {
             let id = client_request_id(&req).unwrap_or_else(new_request_id);
             req.extensions_mut().insert(RequestId(id.clone()));
@@ -74,7 +99,7 @@ pub fn build_app(
                 .allow_any_origin()
                 .allow_any_method()
                 .allow_any_header()
-                .expose_headers(["x-request-id"])
+                .expose_headers(["x-request-id", "retry-after"])
                 .max_age(3600),
         )
         .service(
@@ -85,6 +110,7 @@ pub fn build_app(
         .configure(gateway::routes)
         .configure(cloudapi::routes)
         .configure(admin::routes)
+        .configure(auth_api::routes)
         .default_service(web::to(not_found))
 }
 

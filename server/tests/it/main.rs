@@ -3,6 +3,7 @@
 
 mod common;
 
+mod auth;
 mod bad_input;
 mod cli;
 mod cloudapi;
@@ -10,3 +11,4 @@ mod durability;
 mod gateway;
 mod layering;
 mod lifecycle;
+mod ratelimit;

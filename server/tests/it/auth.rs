@@ -1,0 +1,814 @@
+//! Authentication through HTTP: every `/auth/v1` route's reply shape, bad input in the auth error
+//! shape, refresh rotation and reuse, expiry, tampering, the anonymous upgrade, admin login, the
+//! admin endpoints of auth (users, API keys, the first admin), the CLI, and the key file's mode.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test::TestRequest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::common::*;
+
+/// A test app whose sign-in quota does not get in the way of tests that sign in often.
+fn app_with(f: impl FnOnce(&mut lightbase::Config)) -> TestApp {
+    TestApp::with_config(|c| {
+        c.rate_limits.signin = "100000/s:100000".parse().unwrap();
+        f(c);
+    })
+}
+
+fn bearer(req: TestRequest, token: &str) -> TestRequest {
+    req.insert_header(("authorization", format!("Bearer {token}")))
+}
+
+fn local(req: TestRequest) -> TestRequest {
+    req.peer_addr("127.0.0.1:50000".parse::<SocketAddr>().unwrap())
+}
+
+/// An auth error: 4xx with exactly `{error, error_description}`.
+fn assert_auth_error(status: u16, body: &Value, want_status: u16, want_error: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"], want_error, "{body}");
+    assert!(
+        body["error_description"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body.as_object().map(|o| o.len()), Some(2), "{body}");
+}
+
+/// An admin-API error: `{code, type, message, details}`.
+fn assert_admin_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(
+        body["type"].is_string() && body["message"].is_string() && body["details"].is_object(),
+        "{body}"
+    );
+}
+
+fn assert_credentials(body: &Value, scope: &str) {
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    assert!(
+        body["access_token"].as_str().is_some_and(|t| t.split('.').count() == 3),
+        "{body}"
+    );
+    assert!(body["refresh_token"].as_str().is_some_and(|t| t.len() >= 40), "{body}");
+    assert_eq!(body["expires_in"], 7200, "{body}");
+    assert_eq!(body["scope"], scope, "{body}");
+    assert!(body["sub"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
+}
+
+fn at(v: &Value) -> String {
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+async fn call<S, B>(app: &S, req: TestRequest) -> (u16, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    send(app, req).await
+}
+
+/// Creates the first admin (from loopback, no token) and returns an admin token.
+async fn admin_token<S, B>(app: &S) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: actix_web::body::MessageBody,
+{
+    let creds = json!({ "email": "root@example.com", "password": "admin password" });
+    let (status, body) = call(app, local(post_json("/admin/v1/admins", &creds))).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(app, post_json("/admin/v1/login", &creds)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], 86400);
+    body["token"].as_str().unwrap().to_string()
+}
+
+#[actix_web::test]
+async fn anonymous_sign_in_then_user_me_refresh_revoke() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    // the SDK's exact request: POST ?client_id=<env> with `{}`
+    let (status, creds) = call(
+        &app,
+        post_json("/auth/v1/signin/anonymously?client_id=default", &json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{creds}");
+    assert_credentials(&creds, "anonymous");
+    // an empty body is fine too
+    let (status, _) = call(&app, TestRequest::post().uri("/auth/v1/signin/anonymously")).await;
+    assert_eq!(status, 200);
+
+    let (status, me) = call(&app, bearer(get("/auth/v1/user/me"), &at(&creds))).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["sub"], creds["sub"]);
+    assert_eq!(me["name"], "anonymous");
+    assert_eq!(me["loginType"], "ANONYMOUS");
+    assert_eq!(me["providers"], json!([]));
+    assert!(me["created_at"].as_str().unwrap().ends_with('Z'));
+    for field in ["username", "email", "open_id", "updated_at", "picture", "groups"] {
+        assert!(me.get(field).is_some(), "user/me lacks {field}: {me}");
+    }
+
+    // refresh: the SDK's body, new tokens of the same user
+    let body = json!({"client_id": "default", "client_secret": "", "grant_type": "refresh_token",
+                      "refresh_token": creds["refresh_token"]});
+    let (status, fresh) = call(&app, post_json("/auth/v1/token?client_id=default", &body)).await;
+    assert_eq!(status, 200, "{fresh}");
+    assert_credentials(&fresh, "anonymous");
+    assert_eq!(fresh["sub"], creds["sub"]);
+    assert_ne!(fresh["refresh_token"], creds["refresh_token"]);
+
+    // revoke (the SDK's signOut): the session's tokens stop at once
+    let (status, body) = call(
+        &app,
+        post_json("/auth/v1/revoke?client_id=default", &json!({"token": at(&fresh)})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({})));
+    let (status, body) = call(&app, bearer(get("/auth/v1/user/me"), &at(&fresh))).await;
+    assert_auth_error(status, &body, 401, "unauthenticated");
+    let body = json!({"grant_type": "refresh_token", "refresh_token": fresh["refresh_token"]});
+    let (status, body) = call(&app, post_json("/auth/v1/token", &body)).await;
+    assert_auth_error(status, &body, 400, "invalid_grant");
+    // revoking an unknown token is not an error (RFC 7009)
+    let (status, _) = call(&app, post_json("/auth/v1/revoke", &json!({"token": "whatever"}))).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn sign_up_sign_in_and_sign_out() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (status, up) = call(
+        &app,
+        post_json(
+            "/auth/v1/signup?client_id=default",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{up}");
+    assert_credentials(&up, "user");
+    let (status, body) = call(
+        &app,
+        post_json(
+            "/auth/v1/signup",
+            &json!({"username": "ALICE", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_auth_error(status, &body, 409, "already_exists");
+
+    let (status, inn) = call(
+        &app,
+        post_json(
+            "/auth/v1/signin?client_id=default",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{inn}");
+    assert_credentials(&inn, "user");
+    assert_eq!(inn["sub"], up["sub"]);
+    let (status, me) = call(&app, bearer(get("/auth/v1/user/me"), &at(&inn))).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["name"], "alice");
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["loginType"], "USERNAME");
+
+    // wrong password and unknown user: the same 401 invalid_grant
+    for body in [
+        json!({"username": "alice", "password": "wrong-pw!"}),
+        json!({"username": "nobody", "password": "secret-pw"}),
+    ] {
+        let (status, body) = call(&app, post_json("/auth/v1/signin", &body)).await;
+        assert_auth_error(status, &body, 401, "invalid_grant");
+    }
+
+    // email accounts
+    let (status, e) = call(
+        &app,
+        post_json(
+            "/auth/v1/signup",
+            &json!({"email": "bob@example.com", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{e}");
+    let (status, e2) = call(
+        &app,
+        post_json(
+            "/auth/v1/signin",
+            &json!({"email": "Bob@Example.com", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{e2}");
+    assert_eq!(e2["sub"], e["sub"]);
+    let (_, me) = call(&app, bearer(get("/auth/v1/user/me"), &at(&e2))).await;
+    assert_eq!(
+        (me["email"].as_str(), me["loginType"].as_str()),
+        (Some("bob@example.com"), Some("EMAIL"))
+    );
+
+    // sign-out ends this session only
+    let (status, body) = call(&app, bearer(post_json("/auth/v1/user/signout", &json!({})), &at(&inn))).await;
+    assert_eq!((status, body), (200, json!({})));
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&inn))).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&up))).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&app, post_json("/auth/v1/user/signout", &json!({}))).await;
+    assert_auth_error(status, &body, 401, "unauthenticated");
+}
+
+#[actix_web::test]
+async fn bad_input_is_a_4xx_in_the_auth_shape() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let raw = |uri: &str, body: &str| {
+        TestRequest::post()
+            .uri(uri)
+            .insert_header(("content-type", "application/json"))
+            .set_payload(body.to_string())
+    };
+    let cases: Vec<(TestRequest, u16)> = vec![
+        (raw("/auth/v1/signin", "{not json"), 400),
+        (raw("/auth/v1/signin", "[1,2]"), 400),
+        (raw("/auth/v1/signin", ""), 400),
+        (raw("/auth/v1/signup", "\"x\""), 400),
+        (raw("/auth/v1/signin/anonymously", "{bad"), 400),
+        (
+            post_json("/auth/v1/signin", &json!({"username": 5, "password": "secret-pw"})),
+            400,
+        ),
+        (
+            post_json("/auth/v1/signin", &json!({"username": "alice", "password": ["x"]})),
+            400,
+        ),
+        (post_json("/auth/v1/signin", &json!({"password": "secret-pw"})), 400),
+        (post_json("/auth/v1/signin", &json!({"username": "alice"})), 400),
+        (
+            post_json("/auth/v1/signup", &json!({"username": "alice", "password": "short"})),
+            400,
+        ),
+        (
+            post_json(
+                "/auth/v1/signup",
+                &json!({"username": "no spaces", "password": "secret-pw"}),
+            ),
+            400,
+        ),
+        (
+            post_json("/auth/v1/signup", &json!({"email": "nope", "password": "secret-pw"})),
+            400,
+        ),
+        (post_json("/auth/v1/signup", &json!({"password": "secret-pw"})), 400),
+        (
+            post_json(
+                "/auth/v1/signup",
+                &json!({"phone_number": "+86 1", "password": "secret-pw"}),
+            ),
+            400,
+        ),
+        (post_json("/auth/v1/token", &json!({"grant_type": "password"})), 400),
+        (
+            post_json("/auth/v1/token", &json!({"grant_type": "refresh_token"})),
+            400,
+        ),
+        (
+            post_json(
+                "/auth/v1/token",
+                &json!({"grant_type": "refresh_token", "refresh_token": 1}),
+            ),
+            400,
+        ),
+        (
+            post_json(
+                "/auth/v1/token",
+                &json!({"grant_type": "refresh_token", "refresh_token": "nope"}),
+            ),
+            400,
+        ),
+        (post_json("/auth/v1/revoke", &json!({})), 400),
+        (post_json("/auth/v1/signin/anonymously?client_id=nope", &json!({})), 400),
+        (
+            post_json(
+                "/auth/v1/signin?env=nope",
+                &json!({"username": "a", "password": "secret-pw"}),
+            ),
+            400,
+        ),
+        (
+            raw(
+                "/auth/v1/signin",
+                &format!("{{\"username\":\"{}\"}}", "a".repeat(70_000)),
+            ),
+            413,
+        ),
+        (get("/auth/v1/signin"), 405),
+        (get("/auth/v1/user/me"), 401),
+        (bearer(get("/auth/v1/user/me"), "garbage"), 401),
+        (
+            get("/auth/v1/user/me").insert_header(("authorization", "Basic ZGVmYXVsdDo=")),
+            401,
+        ),
+    ];
+    for (i, (req, want)) in cases.into_iter().enumerate() {
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, want, "case {i}: {body}");
+        assert!(
+            body["error"].is_string() && body["error_description"].is_string(),
+            "case {i}: {body}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn refresh_reuse_revokes_the_whole_session() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (_, c1) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    let refresh = |token: &Value| {
+        post_json(
+            "/auth/v1/token",
+            &json!({"grant_type": "refresh_token", "refresh_token": token}),
+        )
+    };
+    let (status, c2) = call(&app, refresh(&c1["refresh_token"])).await;
+    assert_eq!(status, 200);
+    // the spent token again: refused, and every token of the session stops
+    let (status, body) = call(&app, refresh(&c1["refresh_token"])).await;
+    assert_auth_error(status, &body, 400, "invalid_grant");
+    let (status, _) = call(&app, refresh(&c2["refresh_token"])).await;
+    assert_eq!(status, 400);
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&c2))).await;
+    assert_eq!(status, 401);
+}
+
+#[actix_web::test]
+async fn expired_access_tokens_are_refused() {
+    let t = app_with(|c| c.access_token_ttl = 1);
+    let app = t.service().await;
+    let (_, c) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    assert_eq!(c["expires_in"], 1);
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&c))).await;
+    assert_eq!(status, 200);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = call(&app, bearer(get("/auth/v1/user/me"), &at(&c))).await;
+    assert_auth_error(status, &body, 401, "unauthenticated");
+    assert!(
+        body["error_description"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+    let body = json!({"grant_type": "refresh_token", "refresh_token": c["refresh_token"]});
+    let (status, _) = call(&app, post_json("/auth/v1/token", &body)).await;
+    assert_eq!(status, 200);
+}
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[actix_web::test]
+async fn tampered_and_foreign_tokens_are_refused() {
+    let t = app_with(|_| {});
+    t.state.db.create_env("other").unwrap().wait().await.unwrap();
+    let app = t.service().await;
+    let (_, mine) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    let (_, victim) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    let token = at(&mine);
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["sub"] = victim["sub"].clone();
+    let changed = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
+    let none = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims));
+    let wrong_key = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"not the server's key, not at all"),
+    )
+    .unwrap();
+    for forged in [changed, none, wrong_key] {
+        let (status, body) = call(&app, bearer(get("/auth/v1/user/me"), &forged)).await;
+        assert_auth_error(status, &body, 401, "unauthenticated");
+    }
+    // a token of env `default` used for env `other`
+    let (status, body) = call(&app, bearer(get("/auth/v1/user/me?client_id=other"), &token)).await;
+    assert_auth_error(status, &body, 401, "unauthenticated");
+    let caller = t.state.auth.verify_for_env(&token, "other");
+    assert!(caller.is_err());
+    // refresh tokens are bound to their env too
+    let body = json!({"grant_type": "refresh_token", "refresh_token": mine["refresh_token"]});
+    let (status, _) = call(&app, post_json("/auth/v1/token?client_id=other", &body)).await;
+    assert_eq!(status, 400);
+    // the genuine token still works
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me?client_id=default"), &token)).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn anonymous_upgrade_keeps_the_sub() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (_, anon) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    let req = bearer(
+        post_json(
+            "/auth/v1/signup",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+        &at(&anon),
+    );
+    let (status, up) = call(&app, req).await;
+    assert_eq!(status, 200, "{up}");
+    assert_credentials(&up, "user");
+    assert_eq!(up["sub"], anon["sub"]);
+    let (_, me) = call(&app, bearer(get("/auth/v1/user/me"), &at(&up))).await;
+    assert_eq!(
+        (me["sub"].clone(), me["name"].clone()),
+        (anon["sub"].clone(), json!("alice"))
+    );
+    // the anonymous session is over; the password now signs in to the same sub
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&anon))).await;
+    assert_eq!(status, 401);
+    let (_, inn) = call(
+        &app,
+        post_json(
+            "/auth/v1/signin",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_eq!(inn["sub"], anon["sub"]);
+}
+
+#[actix_web::test]
+async fn admin_login_and_the_user_admin_endpoints() {
+    let t = app_with(|_| {});
+    t.state.db.create_env("other").unwrap().wait().await.unwrap();
+    let app = t.service().await;
+    let (_, alice) = call(
+        &app,
+        post_json(
+            "/auth/v1/signup",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    call(
+        &app,
+        post_json("/auth/v1/signup", &json!({"username": "bob", "password": "secret-pw"})),
+    )
+    .await;
+    call(
+        &app,
+        post_json("/auth/v1/signin/anonymously?client_id=other", &json!({})),
+    )
+    .await;
+    let uid = alice["sub"].as_str().unwrap().to_string();
+    let users = "/admin/v1/envs/default/users";
+    let user = format!("{users}/{uid}");
+
+    // no token → 401, a user token → 403, both in the admin shape
+    let (status, body) = call(&app, get(users)).await;
+    assert_admin_error(status, &body, 401, "UNAUTHENTICATED");
+    let (status, body) = call(&app, bearer(get(users), &at(&alice))).await;
+    assert_admin_error(status, &body, 403, "ADMIN_REQUIRED");
+    let (status, body) = call(&app, bearer(get(users), "garbage")).await;
+    assert_admin_error(status, &body, 401, "UNAUTHENTICATED");
+
+    let admin = admin_token(&app).await;
+    let (status, body) = call(
+        &app,
+        post_json(
+            "/admin/v1/login",
+            &json!({"email": "root@example.com", "password": "nope-nope"}),
+        ),
+    )
+    .await;
+    assert_admin_error(status, &body, 401, "INVALID_CREDENTIALS");
+    let (status, body) = call(
+        &app,
+        post_json("/admin/v1/login", &json!({"email": "root@example.com"})),
+    )
+    .await;
+    assert_admin_error(status, &body, 400, "INVALID_PARAM");
+
+    let (status, list) = call(&app, bearer(get(users), &admin)).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 2);
+    assert!(list["users"][0].get("password").is_none());
+    let (_, found) = call(
+        &app,
+        bearer(get(&format!("{users}?search=ALI&limit=10&offset=0")), &admin),
+    )
+    .await;
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["users"][0]["username"], "alice");
+    let (status, body) = call(&app, bearer(get(&format!("{users}?limit=abc")), &admin)).await;
+    assert_admin_error(status, &body, 400, "INVALID_PARAM");
+    let (status, body) = call(&app, bearer(get("/admin/v1/envs/nope/users"), &admin)).await;
+    assert_admin_error(status, &body, 400, "INVALID_ENV");
+    let (_, other) = call(&app, bearer(get("/admin/v1/envs/other/users"), &admin)).await;
+    assert_eq!(other["total"], 1);
+    assert_eq!(other["users"][0]["anonymous"], true);
+
+    let (status, one) = call(&app, bearer(get(&user), &admin)).await;
+    assert_eq!((status, one["uid"].as_str()), (200, Some(uid.as_str())));
+    let (status, body) = call(&app, bearer(get(&format!("{users}/nobody")), &admin)).await;
+    assert_admin_error(status, &body, 404, "USER_NOT_EXIST");
+
+    // disabling stops the user's tokens at once
+    let (status, body) = call(&app, bearer(patch_json(&user, &json!({"disabled": "yes"})), &admin)).await;
+    assert_admin_error(status, &body, 400, "INVALID_PARAM");
+    let (status, patched) = call(&app, bearer(patch_json(&user, &json!({"disabled": true})), &admin)).await;
+    assert_eq!((status, patched["disabled"].clone()), (200, json!(true)));
+    let (status, body) = call(&app, bearer(get("/auth/v1/user/me"), &at(&alice))).await;
+    assert_auth_error(status, &body, 401, "unauthenticated");
+    let (status, body) = call(
+        &app,
+        post_json(
+            "/auth/v1/signin",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_auth_error(status, &body, 403, "permission_denied");
+    call(&app, bearer(patch_json(&user, &json!({"disabled": false})), &admin)).await;
+    let (status, inn) = call(
+        &app,
+        post_json(
+            "/auth/v1/signin",
+            &json!({"username": "alice", "password": "secret-pw"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // deleting
+    let (status, body) = call(&app, bearer(TestRequest::delete().uri(&user), &admin)).await;
+    assert_eq!((status, body["deleted"].clone()), (200, json!(true)));
+    let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&inn))).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(&app, bearer(TestRequest::delete().uri(&user), &admin)).await;
+    assert_admin_error(status, &body, 404, "USER_NOT_EXIST");
+    let (status, body) = call(&app, bearer(TestRequest::put().uri(&user), &admin)).await;
+    assert_admin_error(status, &body, 405, "METHOD_NOT_ALLOWED");
+}
+
+#[actix_web::test]
+async fn the_first_admin_needs_loopback_and_later_ones_a_token() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let creds = json!({"email": "root@example.com", "password": "admin password"});
+    // from another machine, or through a proxy: refused even while no admin exists
+    let remote = post_json("/admin/v1/admins", &creds).peer_addr("203.0.113.9:4000".parse::<SocketAddr>().unwrap());
+    let (status, body) = call(&app, remote).await;
+    assert_admin_error(status, &body, 401, "UNAUTHENTICATED");
+    let proxied = local(post_json("/admin/v1/admins", &creds)).insert_header(("x-forwarded-for", "203.0.113.9"));
+    let (status, _) = call(&app, proxied).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(
+        &app,
+        local(post_json(
+            "/admin/v1/admins",
+            &json!({"email": "root@example.com", "password": "short"}),
+        )),
+    )
+    .await;
+    assert_admin_error(status, &body, 400, "INVALID_PARAM");
+    let admin = admin_token(&app).await;
+    // once one exists, loopback is not enough
+    let second = json!({"email": "two@example.com", "password": "admin password"});
+    let (status, _) = call(&app, local(post_json("/admin/v1/admins", &second))).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(&app, bearer(post_json("/admin/v1/admins", &second), &admin)).await;
+    assert_eq!((status, body), (201, json!({"email": "two@example.com"})));
+    let (status, body) = call(&app, bearer(post_json("/admin/v1/admins", &second), &admin)).await;
+    assert_admin_error(status, &body, 409, "ADMIN_ALREADY_EXIST");
+}
+
+#[actix_web::test]
+async fn api_keys_are_created_used_and_revoked() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (status, body) = call(&app, post_json("/admin/v1/keys", &json!({"name": "ci"}))).await;
+    assert_admin_error(status, &body, 401, "UNAUTHENTICATED");
+    let admin = admin_token(&app).await;
+    let (status, created) = call(
+        &app,
+        bearer(post_json("/admin/v1/keys", &json!({"name": "ci"})), &admin),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("lb_"));
+    let id = created["id"].as_str().unwrap().to_string();
+    // the key acts as an admin
+    let (status, list) = call(&app, bearer(get("/admin/v1/keys"), &key)).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(list["keys"][0]["id"], id.as_str());
+    assert!(list["keys"][0].get("key").is_none(), "a key is shown only once: {list}");
+    assert!(!list.to_string().contains(&key));
+    let (status, _) = call(&app, bearer(get("/admin/v1/envs/default/users"), &key)).await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&app, bearer(post_json("/admin/v1/keys", &json!({"name": 5})), &admin)).await;
+    assert_admin_error(status, &body, 400, "INVALID_PARAM");
+    // revoked: stops at once
+    let (status, _) = call(
+        &app,
+        bearer(TestRequest::delete().uri(&format!("/admin/v1/keys/{id}")), &admin),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = call(&app, bearer(get("/admin/v1/keys"), &key)).await;
+    assert_admin_error(status, &body, 401, "UNAUTHENTICATED");
+    let (status, body) = call(
+        &app,
+        bearer(TestRequest::delete().uri(&format!("/admin/v1/keys/{id}")), &admin),
+    )
+    .await;
+    assert_admin_error(status, &body, 404, "NOT_FOUND");
+}
+
+#[test]
+fn on_a_real_socket_the_key_file_is_private_and_tokens_work() {
+    let server = SocketServer::start();
+    let (status, creds) = http(
+        "POST",
+        &format!("{}/auth/v1/signin/anonymously?client_id=default", server.base),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 200, "{creds}");
+    let res = ureq::get(&format!("{}/auth/v1/user/me", server.base))
+        .set("authorization", &format!("Bearer {}", at(&creds)))
+        .call()
+        .unwrap();
+    let me: Value = res.into_json().unwrap();
+    assert_eq!(me["sub"], creds["sub"]);
+    let key = server.dir.path().join("keys/jwt.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
+fn lb(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_lightbase"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("LIGHTBASE_LOG", "warn")
+        .output()
+        .expect("run lightbase");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_admin_create_and_api_keys_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = lb(
+        dir.path(),
+        &[
+            "admin",
+            "create",
+            "--email",
+            "root@example.com",
+            "--password",
+            "admin password",
+        ],
+    );
+    assert!(ok && out.contains("created admin"), "{out} {err}");
+    let (ok, _, err) = lb(
+        dir.path(),
+        &[
+            "admin",
+            "create",
+            "--email",
+            "root@example.com",
+            "--password",
+            "admin password",
+        ],
+    );
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = lb(
+        dir.path(),
+        &["admin", "create", "--email", "x@example.com", "--password", "short"],
+    );
+    assert!(!ok && err.contains("at least 8"), "{err}");
+    let (ok, out, err) = lb(dir.path(), &["admin", "key", "create", "deploy"]);
+    assert!(ok, "{err}");
+    let key = out.lines().last().unwrap().trim().to_string();
+    assert!(key.starts_with("lb_"), "{out}");
+    let (ok, out, _) = lb(dir.path(), &["admin", "key", "list"]);
+    assert!(ok);
+    let id = out.split('\t').next().unwrap().trim().to_string();
+    assert!(out.contains("deploy") && !out.contains(&key), "{out}");
+
+    // the server accepts what the CLI wrote
+    let port = free_port();
+    let mut child = spawn_server(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, body) = http(
+        "POST",
+        &format!("{base}/admin/v1/login"),
+        Some(&json!({"email": "root@example.com", "password": "admin password"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let keys = ureq::get(&format!("{base}/admin/v1/keys"))
+        .set("authorization", &format!("Bearer {key}"))
+        .call()
+        .unwrap();
+    assert_eq!(keys.status(), 200);
+    // keys are offline-only while a server holds the data dir
+    let (ok, _, err) = lb(dir.path(), &["admin", "key", "list"]);
+    assert!(!ok && err.contains("/admin/v1/keys"), "{err}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (ok, _, err) = lb(dir.path(), &["admin", "key", "revoke", &id]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = lb(dir.path(), &["admin", "key", "list"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, _, err) = lb(dir.path(), &["admin", "key", "revoke", &id]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn cli_admin_create_through_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = spawn_server(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    // the first admin: no token needed from this machine
+    let (ok, out, err) = lb(
+        dir.path(),
+        &[
+            "admin",
+            "create",
+            "--email",
+            "root@example.com",
+            "--password",
+            "admin password",
+        ],
+    );
+    assert!(ok && out.contains("created admin"), "{out} {err}");
+    // the next one needs a token
+    let (ok, _, err) = lb(
+        dir.path(),
+        &[
+            "admin",
+            "create",
+            "--email",
+            "two@example.com",
+            "--password",
+            "admin password",
+        ],
+    );
+    assert!(
+        !ok && err.contains("UNAUTHENTICATED") && err.contains("--token"),
+        "{err}"
+    );
+    let (_, login) = http(
+        "POST",
+        &format!("{base}/admin/v1/login"),
+        Some(&json!({"email": "root@example.com", "password": "admin password"})),
+    );
+    let token = login["token"].as_str().unwrap();
+    let (ok, _, err) = lb(
+        dir.path(),
+        &[
+            "admin",
+            "create",
+            "--email",
+            "two@example.com",
+            "--password",
+            "admin password",
+            "--token",
+            token,
+        ],
+    );
+    assert!(ok, "{err}");
+    let (status, _) = http(
+        "POST",
+        &format!("{base}/admin/v1/login"),
+        Some(&json!({"email": "two@example.com", "password": "admin password"})),
+    );
+    assert_eq!(status, 200);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
