@@ -59,7 +59,11 @@ pub struct ClientLimits {
 /// The access decision for one request on one collection.
 pub enum Gate {
     Admin,
-    Client { identity: Option<Identity>, rules: Arc<CollectionRules>, limits: ClientLimits },
+    Client {
+        identity: Option<Identity>,
+        rules: Arc<CollectionRules>,
+        limits: ClientLimits,
+    },
 }
 
 impl Gate {
@@ -73,10 +77,16 @@ impl Gate {
     ) -> Result<Gate, ApiError> {
         match caller {
             Caller::Admin => Ok(Gate::Admin),
-            Caller::User(identity) => {
-                Ok(Gate::Client { identity: Some(identity.clone()), rules: cache.get(db, env, coll)?, limits })
-            }
-            Caller::Guest => Ok(Gate::Client { identity: None, rules: cache.get(db, env, coll)?, limits }),
+            Caller::User(identity) => Ok(Gate::Client {
+                identity: Some(identity.clone()),
+                rules: cache.get(db, env, coll)?,
+                limits,
+            }),
+            Caller::Guest => Ok(Gate::Client {
+                identity: None,
+                rules: cache.get(db, env, coll)?,
+                limits,
+            }),
         }
     }
 
@@ -96,7 +106,9 @@ impl Gate {
     /// The most documents one list request may return to this caller (`None`: the database's
     /// own limit, for admins). Larger requested limits are lowered silently, as CloudBase does.
     pub fn limit_cap(&self) -> Option<usize> {
-        let Gate::Client { identity, limits, .. } = self else { return None };
+        let Gate::Client { identity, limits, .. } = self else {
+            return None;
+        };
         let wx = identity.as_ref().is_some_and(|i| i.login_type == LoginType::WeChatOpen);
         Some(if wx { limits.wx_max_limit } else { limits.max_limit })
     }
@@ -104,7 +116,9 @@ impl Gate {
     /// New documents of a client insert: `_openid` set to the caller, `'{openid}'` replaced, each
     /// checked against the `create` rule.
     pub fn new_documents(&self, db: &Database, env: &str, docs: Vec<Value>) -> Result<Vec<Value>, ApiError> {
-        let Gate::Client { identity, rules, .. } = self else { return Ok(docs) };
+        let Gate::Client { identity, rules, .. } = self else {
+            return Ok(docs);
+        };
         let owner = self.caller_id();
         let mut out = Vec::with_capacity(docs.len());
         for doc in docs {
@@ -112,7 +126,10 @@ impl Gate {
                 return Err(ApiError::new(Code::InvalidParam, "a document must be a JSON object"));
             };
             if fields.contains_key("_openid") {
-                return Err(ApiError::new(Code::InvalidParam, "invalid key name: _openid (the server sets it)"));
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "invalid key name: _openid (the server sets it)",
+                ));
             }
             if let Some(owner) = &owner {
                 fields.insert("_openid".into(), Value::String(owner.clone()));
@@ -122,7 +139,9 @@ impl Gate {
             let lookup = Lookup { db, env };
             let ctx = context(identity.as_ref(), &lookup);
             if !rules.check_create(&ctx, &doc).map_err(rule_error)? {
-                return Err(denied("the collection's rules do not allow this caller to create documents"));
+                return Err(denied(
+                    "the collection's rules do not allow this caller to create documents",
+                ));
             }
             out.push(doc);
         }
@@ -142,7 +161,10 @@ impl Gate {
             return Ok((query, data));
         }
         if touches_openid(&data) {
-            return Err(ApiError::new(Code::InvalidParam, "invalid key name: _openid (it cannot be changed)"));
+            return Err(ApiError::new(
+                Code::InvalidParam,
+                "invalid key name: _openid (it cannot be changed)",
+            ));
         }
         substitute_openid(&mut data, self.caller_id().as_deref().unwrap_or(""));
         let query = self.scoped(db, env, query, QueryOp::Update { data: data.clone() })?;
@@ -155,7 +177,9 @@ impl Gate {
     }
 
     fn scoped(&self, db: &Database, env: &str, query: Option<Value>, op: QueryOp) -> Result<Option<Value>, ApiError> {
-        let Gate::Client { identity, rules, .. } = self else { return Ok(query) };
+        let Gate::Client { identity, rules, .. } = self else {
+            return Ok(query);
+        };
         let mut query = query.unwrap_or_else(|| json!({}));
         substitute_openid(&mut query, self.caller_id().as_deref().unwrap_or(""));
         let normalized = db.normalize(query.clone())?;
@@ -229,7 +253,9 @@ fn touches_openid(data: &Value) -> bool {
 }
 
 fn fields_touch(fields: &Map<String, Value>, rename: bool, is_openid: &dyn Fn(&str) -> bool) -> bool {
-    fields.iter().any(|(path, v)| is_openid(path) || (rename && v.as_str().is_some_and(is_openid)))
+    fields
+        .iter()
+        .any(|(path, v)| is_openid(path) || (rename && v.as_str().is_some_and(is_openid)))
 }
 
 #[cfg(test)]
@@ -255,7 +281,11 @@ mod tests {
         ] {
             assert!(touches_openid(&data), "{data}");
         }
-        for data in [json!({"title": "x"}), json!({"$set": {"openid": 1, "a._openid": 2}}), json!({"$inc": {"n": 1}})] {
+        for data in [
+            json!({"title": "x"}),
+            json!({"$set": {"openid": 1, "a._openid": 2}}),
+            json!({"$inc": {"n": 1}}),
+        ] {
             assert!(!touches_openid(&data), "{data}");
         }
     }
