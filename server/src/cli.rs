@@ -98,26 +98,18 @@ fn lines(items: &Value, f: impl Fn(&Value) -> String) -> String {
         .unwrap_or_default()
 }
 
+/// An admin API call to the running server, authorized by `LIGHTBASE_ADMIN_TOKEN` (an admin token
+/// from `/admin/v1/login` or a server API key).
 fn remote(base: &str, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
-    let req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(30));
-    let res = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match res {
-        Ok(r) => r
-            .into_json::<Value>()
-            .map_err(|e| format!("bad reply from server: {e}")),
-        Err(ureq::Error::Status(_, r)) => {
-            let v: Value = r.into_json().unwrap_or(Value::Null);
-            Err(format!(
-                "{}: {}",
-                v["code"].as_str().unwrap_or("ERROR"),
-                v["message"].as_str().unwrap_or("")
-            ))
+    let token = std::env::var("LIGHTBASE_ADMIN_TOKEN").ok().filter(|t| !t.is_empty());
+    remote_with_token(base, method, path, body, token.as_deref()).map_err(|e| match token {
+        None if e.contains("UNAUTHENTICATED") => {
+            format!(
+                "{e} (a server is running on this data dir: set LIGHTBASE_ADMIN_TOKEN to an admin token or API key)"
+            )
         }
-        Err(e) => Err(format!("cannot reach the server at {base}: {e}")),
-    }
+        _ => e,
+    })
 }
 
 /// `admin create` and `admin key …`. Keys are managed on the data dir only (a running server holds

@@ -86,6 +86,16 @@ pub struct ServeArgs {
     /// [default: https://api.weixin.qq.com]
     #[arg(long, env = "LIGHTBASE_WECHAT_API_BASE", value_name = "URL")]
     pub wechat_api_base: Option<String>,
+    /// A server API key given by configuration (at least 32 characters), accepted like a created
+    /// key as `Authorization: Bearer`: for deploy scripts and CI [default: none]
+    #[arg(long, env = "LIGHTBASE_ADMIN_KEY", value_name = "KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Most documents one list request returns to an end user (web/app clients) [default: 100]
+    #[arg(long, env = "LIGHTBASE_CLIENT_MAX_LIMIT", value_name = "N")]
+    pub client_max_limit: Option<usize>,
+    /// Most documents one list request returns to a mini-program (WeChat) user, as wx.cloud [default: 20]
+    #[arg(long, env = "LIGHTBASE_WX_MAX_LIMIT", value_name = "N")]
+    pub wx_max_limit: Option<usize>,
     #[command(flatten)]
     pub limits: Box<RateLimitArgs>,
 }
@@ -178,6 +188,9 @@ struct FileConfig {
     refresh_token_ttl: Option<u64>,
     admin_token_ttl: Option<u64>,
     wechat_api_base: Option<String>,
+    admin_key: Option<String>,
+    client_max_limit: Option<usize>,
+    wx_max_limit: Option<usize>,
     rate_limit_auth: Option<Rate>,
     rate_limit_signin: Option<Rate>,
     rate_limit_db: Option<Rate>,
@@ -200,6 +213,9 @@ pub struct Config {
     pub refresh_token_ttl: u64,
     pub admin_token_ttl: u64,
     pub wechat_api_base: String,
+    pub admin_key: Option<String>,
+    pub client_max_limit: usize,
+    pub wx_max_limit: usize,
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
 }
@@ -217,6 +233,9 @@ impl Config {
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL,
             admin_token_ttl: DEFAULT_ADMIN_TOKEN_TTL,
             wechat_api_base: DEFAULT_WECHAT_API_BASE.to_string(),
+            admin_key: None,
+            client_max_limit: 100,
+            wx_max_limit: 20,
             rate_limits: RateLimits::default(),
             trusted_proxies: TrustedProxies::default(),
         }
@@ -262,6 +281,9 @@ impl Config {
                 .clone()
                 .or(file.wechat_api_base)
                 .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_string()),
+            admin_key: serve.admin_key.clone().or(file.admin_key),
+            client_max_limit: serve.client_max_limit.or(file.client_max_limit).unwrap_or(100),
+            wx_max_limit: serve.wx_max_limit.or(file.wx_max_limit).unwrap_or(20),
             rate_limits: {
                 let d = RateLimits::default();
                 let l = &serve.limits;
@@ -296,6 +318,12 @@ impl Config {
             if secs == 0 || secs > 10 * 365 * 24 * 3600 {
                 return Err(format!("{name} must be between 1 and 315360000 seconds"));
             }
+        }
+        if config.admin_key.as_ref().is_some_and(|k| k.len() < 32) {
+            return Err("admin_key must be at least 32 characters".into());
+        }
+        if !(1..=1000).contains(&config.client_max_limit) || !(1..=1000).contains(&config.wx_max_limit) {
+            return Err("client_max_limit and wx_max_limit must be between 1 and 1000".into());
         }
         if !(config.wechat_api_base.starts_with("http://") || config.wechat_api_base.starts_with("https://")) {
             return Err("wechat_api_base must be an http:// or https:// URL".into());

@@ -128,6 +128,8 @@ pub struct AuthSettings {
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
     pub admin_token_ttl_secs: u64,
+    /// A server API key from the configuration (`--admin-key`), if any.
+    pub static_admin_key: Option<String>,
 }
 
 impl AuthSettings {
@@ -136,6 +138,7 @@ impl AuthSettings {
             access_token_ttl_secs: config.access_token_ttl,
             refresh_token_ttl_secs: config.refresh_token_ttl,
             admin_token_ttl_secs: config.admin_token_ttl,
+            static_admin_key: config.admin_key.clone(),
         }
     }
 }
@@ -182,6 +185,11 @@ impl Auth {
     /// (→ [`Caller::Admin`]) or a user access token (→ [`Caller::User`]; the user must still exist,
     /// not be disabled, and the token's session must not be revoked).
     pub fn verify_bearer(&self, token: &str) -> Result<Caller, AuthError> {
+        if let Some(key) = &self.settings.static_admin_key {
+            if bool::from(subtle::ConstantTimeEq::ct_eq(key.as_bytes(), token.as_bytes())) {
+                return Ok(Caller::Admin);
+            }
+        }
         if token.starts_with(tokens::API_KEY_PREFIX) {
             return self.verify_api_key(token).map(|()| Caller::Admin);
         }

@@ -20,6 +20,7 @@ fn settings() -> AuthSettings {
         access_token_ttl_secs: 3600,
         refresh_token_ttl_secs: 3600,
         admin_token_ttl_secs: 3600,
+        static_admin_key: Some("a-static-key-of-at-least-32-characters".into()),
     }
 }
 
@@ -606,4 +607,15 @@ fn login_types_serialize_as_cloudbase_strings() {
     assert_eq!(id.caller_id(), "u");
     assert_eq!(Caller::User(id).caller_id(), Some("u"));
     assert_eq!(Caller::Admin.caller_id(), None);
+}
+
+#[test]
+fn the_configured_admin_key_is_an_admin_and_near_misses_are_not() {
+    let f = fixture_with(settings());
+    assert_eq!(
+        f.auth.verify_bearer("a-static-key-of-at-least-32-characters").unwrap(),
+        Caller::Admin
+    );
+    assert!(f.auth.verify_bearer("a-static-key-of-at-least-32-characterS").is_err());
+    assert!(f.auth.verify_bearer("a-static-key-of-at-least-32-characters ").is_err());
 }

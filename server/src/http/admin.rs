@@ -1,12 +1,15 @@
-//! The admin API under `/admin/v1/` (envs and collections so far; the CLI and console use it).
-//! Errors: `{code, type, message, details}` with the code's HTTP status. Open until auth exists.
+//! The admin API under `/admin/v1/`: envs, collections and their security rules (users, keys and
+//! admin login are in `auth_api.rs`). Every route needs an admin token or server API key.
+//! Errors: `{code, type, message, details}` with the code's HTTP status.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::auth_api::require_admin;
 use super::{blocking, read_json, req_str, require_object, RequestId, State};
 use crate::error::{ApiError, Code};
+use crate::rules::CollectionRules;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -19,6 +22,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/v1/envs/{env}/collections")
             .route(web::get().to(list_collections))
             .route(web::post().to(create_collection))
+            .default_service(web::to(admin_method_not_allowed)),
+    )
+    .service(
+        web::resource("/admin/v1/envs/{env}/collections/{coll}/rules")
+            .route(web::get().to(get_rules))
+            .route(web::put().to(put_rules))
             .default_service(web::to(admin_method_not_allowed)),
     );
 }
@@ -48,17 +57,14 @@ async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpRespo
     admin_error(&rid, &err)
 }
 
-async fn list_envs(state: State, rid: RequestId) -> HttpResponse {
-    let r = state
-        .db
-        .envs()
-        .map(|envs| json!({ "envs": envs }))
-        .map_err(ApiError::from);
+async fn list_envs(req: HttpRequest, state: State, rid: RequestId) -> HttpResponse {
+    let r = require_admin(&req, &state).and_then(|()| Ok(json!({ "envs": state.db.envs()? })));
     respond(&rid, StatusCode::OK, r)
 }
 
 async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: RequestId) -> HttpResponse {
     let r = async {
+        require_admin(&req, &state)?;
         let body = read_json(&req, payload, state.config.max_body_bytes).await?;
         require_object(&body)?;
         let name = req_str(&body, "name")?;
@@ -68,11 +74,14 @@ async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: 
     respond(&rid, StatusCode::CREATED, r.await)
 }
 
-async fn list_collections(path: web::Path<String>, state: State, rid: RequestId) -> HttpResponse {
-    let db = state.db.clone();
-    let env = path.into_inner();
-    let r = blocking(&state, move || Ok(json!({ "collections": db.collections(&env)? }))).await;
-    respond(&rid, StatusCode::OK, r)
+async fn list_collections(req: HttpRequest, path: web::Path<String>, state: State, rid: RequestId) -> HttpResponse {
+    let r = async {
+        require_admin(&req, &state)?;
+        let db = state.db.clone();
+        let env = path.into_inner();
+        blocking(&state, move || Ok(json!({ "collections": db.collections(&env)? }))).await
+    };
+    respond(&rid, StatusCode::OK, r.await)
 }
 
 async fn create_collection(
@@ -83,6 +92,7 @@ async fn create_collection(
     rid: RequestId,
 ) -> HttpResponse {
     let r = async {
+        require_admin(&req, &state)?;
         let body = read_json(&req, payload, state.config.max_body_bytes).await?;
         require_object(&body)?;
         let name = req_str(&body, "name")?;
@@ -90,4 +100,42 @@ async fn create_collection(
         Ok(json!({ "env": path.as_str(), "name": name }))
     };
     respond(&rid, StatusCode::CREATED, r.await)
+}
+
+/// The security rules of a collection: `{"rules": <what was saved>}` (PRIVATE when never set).
+async fn get_rules(req: HttpRequest, path: web::Path<(String, String)>, state: State, rid: RequestId) -> HttpResponse {
+    let r = (|| {
+        require_admin(&req, &state)?;
+        let (env, coll) = path.into_inner();
+        let rules = match state.db.collection_rules(&env, &coll)? {
+            Some(saved) => saved,
+            None => CollectionRules::default_for_new_collection().to_json(),
+        };
+        Ok(json!({ "rules": rules }))
+    })();
+    respond(&rid, StatusCode::OK, r)
+}
+
+/// Saves a collection's rules after parsing them: a preset `{"preset": "READONLY"}` or a custom
+/// rule object; a bad rule is refused with `INVALID_RULE` and the position of the error.
+async fn put_rules(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let r = async {
+        require_admin(&req, &state)?;
+        let (env, coll) = path.into_inner();
+        let body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        let rules = CollectionRules::parse(&body)?;
+        state
+            .db
+            .set_collection_rules(&env, &coll, rules.to_json())?
+            .wait()
+            .await?;
+        Ok(json!({ "rules": rules.to_json() }))
+    };
+    respond(&rid, StatusCode::OK, r.await)
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, UpdateRequest};
-use super::{method_not_allowed, opt_bool, read_json, req_str, require_object, RequestId, State};
+use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, Target, UpdateRequest};
+use super::{caller_of, method_not_allowed, opt_bool, read_json, req_str, require_object, RequestId, State};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
 
@@ -63,10 +63,17 @@ async fn dispatch(
     require_object(&body)?;
     let action = req_str(&body, "action")?.to_string();
     let env = env_of(req, &body)?;
+    let token = body.get("access_token").and_then(Value::as_str).map(str::to_string);
+    let caller = caller_of(req, state, &env, token.as_deref())?;
+    let target = |coll: String| Target {
+        caller: caller.clone(),
+        env: env.clone(),
+        coll,
+    };
     match action.as_str() {
         "database.addCollection" => {
             let name = req_str(&body, "collectionName")?;
-            db_calls::add_collection(state, &env, name).await?;
+            db_calls::add_collection(state, &caller, &env, name).await?;
             Ok(ok(rid, json!({})))
         }
         "database.queryDocument" => {
@@ -79,7 +86,7 @@ async fn dispatch(
                 limit: take("limit"),
                 projection: take("projection"),
             };
-            let page = db_calls::query(state, env, coll, find).await?;
+            let page = db_calls::query(state, target(coll), find).await?;
             Ok(ok(
                 rid,
                 ListData {
@@ -92,7 +99,7 @@ async fn dispatch(
         "database.countDocument" => {
             let coll = collection(&body)?;
             let query = query_of(body.get_mut("query").map(Value::take))?;
-            let total = db_calls::count(state, env, coll, query).await?;
+            let total = db_calls::count(state, target(coll), query).await?;
             Ok(ok(rid, json!({ "total": total })))
         }
         "database.addDocument" => {
@@ -102,7 +109,7 @@ async fn dispatch(
             if let (Some(id), false, Some(Value::Object(doc))) = (body.get("_id"), batch, docs.first_mut()) {
                 doc.entry("_id").or_insert_with(|| id.clone());
             }
-            let ids = db_calls::add(state, &env, &coll, docs).await?;
+            let ids = db_calls::add(state, &target(coll), docs).await?;
             match (batch, ids.first()) {
                 (false, Some(id)) => Ok(ok(rid, json!({ "_id": id }))),
                 _ => Ok(ok(rid, json!({ "insertedIds": ids }))),
@@ -118,7 +125,7 @@ async fn dispatch(
                 multi: opt_bool(&body, "multi")?.unwrap_or(false),
                 upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
             };
-            let r = db_calls::update(state, env, coll, request).await?;
+            let r = db_calls::update(state, target(coll), request).await?;
             Ok(ok(
                 rid,
                 json!({ "updated": r.updated, "upsert_id": r.upserted_id.unwrap_or_default(), "matched": r.matched }),
@@ -128,7 +135,7 @@ async fn dispatch(
             let coll = collection(&body)?;
             let multi = opt_bool(&body, "multi")?.unwrap_or(false);
             let query = query_of(body.get_mut("query").map(Value::take))?;
-            let deleted = db_calls::remove(state, env, coll, query, multi).await?;
+            let deleted = db_calls::remove(state, target(coll), query, multi).await?;
             Ok(ok(rid, json!({ "deleted": deleted })))
         }
         other => Err(ApiError::new(

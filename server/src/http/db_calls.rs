@@ -1,10 +1,13 @@
-//! Database calls shared by both wire protocols: parse the request parts, run the operation on the
-//! right thread, wait for durability, and return domain results for each protocol to shape.
+//! Database calls shared by both wire protocols: apply the caller's access (security rules,
+//! `_openid`, `'{openid}'`, the client limit cap), parse the request parts, run the operation on
+//! the right thread, wait for durability, and return domain results for each protocol to shape.
 
 use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::{blocking, State};
+use crate::access::Gate;
+use crate::auth::Caller;
 use crate::db::{FindParts, UpdateResult};
 use crate::error::{ApiError, Code};
 
@@ -18,6 +21,25 @@ pub struct FindRequest {
     pub projection: Option<Value>,
 }
 
+/// Who asks, in which env, on which collection.
+#[derive(Clone)]
+pub struct Target {
+    pub caller: Caller,
+    pub env: String,
+    pub coll: String,
+}
+
+fn gate(state: &State, t: &Target) -> Result<Gate, ApiError> {
+    Gate::open(
+        &state.db,
+        &state.rules,
+        &t.env,
+        &t.coll,
+        &t.caller,
+        state.client_limits(),
+    )
+}
+
 /// One page of a list query, with the offset and limit actually applied.
 pub struct Page {
     pub list: Vec<Box<RawValue>>,
@@ -25,18 +47,20 @@ pub struct Page {
     pub limit: usize,
 }
 
-pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -> Result<Page, ApiError> {
-    let db = state.db.clone();
+pub async fn query(state: &State, t: Target, req: FindRequest) -> Result<Page, ApiError> {
+    let st = state.clone();
     blocking(state, move || {
-        let find = db.find_spec(FindParts {
-            query: req.query.as_ref(),
+        let gate = gate(&st, &t)?;
+        let query = gate.read(&st.db, &t.env, req.query)?;
+        let find = st.db.find_spec(FindParts {
+            query: query.as_ref(),
             order: req.order.as_ref(),
             offset: req.offset.as_ref(),
             limit: req.limit.as_ref(),
             projection: req.projection.as_ref(),
-            cap: None,
+            cap: gate.limit_cap(),
         })?;
-        let list = db.find(&env, &coll, &find)?;
+        let list = st.db.find(&t.env, &t.coll, &find)?;
         Ok(Page {
             list,
             offset: find.skip,
@@ -46,18 +70,38 @@ pub async fn query(state: &State, env: String, coll: String, req: FindRequest) -
     .await
 }
 
-pub async fn count(state: &State, env: String, coll: String, query: Option<Value>) -> Result<u64, ApiError> {
-    let db = state.db.clone();
+/// One document by id, read inline (a point lookup), through the caller's rules.
+pub fn get_one(
+    state: &State,
+    t: &Target,
+    id: &str,
+    projection: Option<Value>,
+) -> Result<Option<Box<RawValue>>, ApiError> {
+    let gate = gate(state, t)?;
+    let query = gate.read(&state.db, &t.env, Some(serde_json::json!({ "_id": id })))?;
+    let find = state.db.find_spec(FindParts {
+        query: query.as_ref(),
+        projection: projection.as_ref(),
+        limit: Some(&serde_json::json!(1)),
+        ..FindParts::default()
+    })?;
+    Ok(state.db.find(&t.env, &t.coll, &find)?.into_iter().next())
+}
+
+pub async fn count(state: &State, t: Target, query: Option<Value>) -> Result<u64, ApiError> {
+    let st = state.clone();
     blocking(state, move || {
-        let filter = db.filter(query.as_ref())?;
-        Ok(db.count(&env, &coll, &filter)?)
+        let query = gate(&st, &t)?.read(&st.db, &t.env, query)?;
+        let filter = st.db.filter(query.as_ref())?;
+        Ok(st.db.count(&t.env, &t.coll, &filter)?)
     })
     .await
 }
 
 /// Inserts one document or a batch (all or none); acknowledged once durable.
-pub async fn add(state: &State, env: &str, coll: &str, docs: Vec<Value>) -> Result<Vec<String>, ApiError> {
-    let (ids, commit) = state.db.insert(env, coll, docs)?;
+pub async fn add(state: &State, t: &Target, docs: Vec<Value>) -> Result<Vec<String>, ApiError> {
+    let docs = gate(state, t)?.new_documents(&state.db, &t.env, docs)?;
+    let (ids, commit) = state.db.insert(&t.env, &t.coll, docs)?;
     commit.wait().await?;
     Ok(ids)
 }
@@ -71,41 +115,63 @@ pub struct UpdateRequest {
     pub upsert: bool,
 }
 
-pub async fn update(state: &State, env: String, coll: String, req: UpdateRequest) -> Result<UpdateResult, ApiError> {
-    let db = state.db.clone();
-    let commit = blocking(state, move || {
-        let filter = db.filter(req.query.as_ref())?;
-        let update = db.update_spec(&req.data, req.merge)?;
-        Ok(db.update(&env, &coll, &filter, &update, req.multi, req.upsert)?)
+pub async fn update(state: &State, t: Target, req: UpdateRequest) -> Result<UpdateResult, ApiError> {
+    let st = state.clone();
+    let (env, coll) = (t.env.clone(), t.coll.clone());
+    let (mut result, commit, insert) = blocking(state, move || {
+        let gate = gate(&st, &t)?;
+        let original = st.db.filter(req.query.as_ref())?;
+        let (query, data) = gate.update(&st.db, &t.env, req.query, req.data)?;
+        let filter = st.db.filter(query.as_ref())?;
+        let update = st.db.update_spec(&data, req.merge)?;
+        if let Gate::Admin = gate {
+            let (result, commit) = st.db.update(&t.env, &t.coll, &filter, &update, req.multi, req.upsert)?;
+            return Ok((result, commit, None));
+        }
+        // a client upsert that matches nothing is an insert: it gets an owner and must pass `create`
+        let (result, commit) = st.db.update(&t.env, &t.coll, &filter, &update, req.multi, false)?;
+        let insert = if req.upsert && result.matched == 0 {
+            let doc = st.db.upsert_document(&original, &update)?;
+            Some(gate.new_documents(&st.db, &t.env, vec![doc])?)
+        } else {
+            None
+        };
+        Ok((result, commit, insert))
     })
-    .await;
-    let (result, commit) = commit?;
+    .await?;
     commit.wait().await?;
+    if let Some(docs) = insert {
+        let (ids, commit) = state.db.insert(&env, &coll, docs)?;
+        commit.wait().await?;
+        result.upserted_id = ids.into_iter().next();
+    }
     Ok(result)
 }
 
-pub async fn remove(
-    state: &State,
-    env: String,
-    coll: String,
-    query: Option<Value>,
-    multi: bool,
-) -> Result<u64, ApiError> {
-    let db = state.db.clone();
+pub async fn remove(state: &State, t: Target, query: Option<Value>, multi: bool) -> Result<u64, ApiError> {
+    let st = state.clone();
     let (n, commit) = blocking(state, move || {
-        let filter = db.filter(query.as_ref())?;
-        Ok(db.remove(&env, &coll, &filter, multi)?)
+        let query = gate(&st, &t)?.delete(&st.db, &t.env, query)?;
+        let filter = st.db.filter(query.as_ref())?;
+        Ok(st.db.remove(&t.env, &t.coll, &filter, multi)?)
     })
     .await?;
     commit.wait().await?;
     Ok(n)
 }
 
-pub async fn add_collection(state: &State, env: &str, name: &str) -> Result<(), ApiError> {
+/// Creating collections is an admin action (CloudBase's client `createCollection` needs admin
+/// rights too).
+pub async fn add_collection(state: &State, caller: &Caller, env: &str, name: &str) -> Result<(), ApiError> {
+    if !matches!(caller, Caller::Admin) {
+        return Err(ApiError::new(
+            Code::AdminRequired,
+            "only an admin can create collections",
+        ));
+    }
     state.db.create_collection(env, name)?.wait().await?;
     Ok(())
 }
-
 /// `data` of an update: a non-empty object.
 pub fn update_data_of(data: Option<Value>) -> Result<Value, ApiError> {
     match data {

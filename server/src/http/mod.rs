@@ -18,6 +18,7 @@ use actix_web::{web, App, FromRequest, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::config::Config;
 use crate::db::Database;
 use crate::error::{ApiError, Code};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Token buckets per route class, client IP and user; the middleware checks IPs, handlers users.
     pub limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// Compiled security rules per collection.
+    pub rules: crate::access::RulesCache,
     /// Scans are CPU-bound: running more at once than there are cores only adds memory and latency.
     scan_permits: tokio::sync::Semaphore,
 }
@@ -54,6 +57,7 @@ impl AppState {
         Ok(AppState {
             auth: Arc::new(auth),
             limiter,
+            rules: crate::access::RulesCache::default(),
             db,
             config,
             scan_permits: tokio::sync::Semaphore::new(cores),
@@ -61,7 +65,41 @@ impl AppState {
     }
 }
 
+impl AppState {
+    pub fn client_limits(&self) -> crate::access::ClientLimits {
+        crate::access::ClientLimits {
+            max_limit: self.config.client_max_limit,
+            wx_max_limit: self.config.wx_max_limit,
+        }
+    }
+}
+
 pub type State = web::Data<AppState>;
+
+/// Who makes a database request: the verified token (the CLOUD_API envelope's `access_token`, else
+/// `Authorization: Bearer`), or a guest when there is none. A user token must belong to `env`, and
+/// each user has a database rate limit of their own.
+pub fn caller_of(
+    req: &HttpRequest,
+    state: &State,
+    env: &str,
+    envelope_token: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let token = envelope_token
+        .filter(|t| !t.is_empty())
+        .or_else(|| auth_api::bearer_token(req));
+    let Some(token) = token else { return Ok(Caller::Guest) };
+    let caller = state.auth.verify_for_env(token, env)?;
+    if let Caller::User(id) = &caller {
+        if let Err(retry) = state.limiter.check_user(crate::ratelimit::Class::Database, &id.uid) {
+            return Err(ApiError::new(
+                Code::RateLimited,
+                format!("too many requests for this user: retry in {} s", retry.secs()),
+            ));
+        }
+    }
+    Ok(caller)
+}
 
 /// The production application: every route of every protocol, with request ids and JSON errors.
 pub fn build_app(

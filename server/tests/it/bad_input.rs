@@ -127,7 +127,7 @@ fn list_case(what: impl AsRef<str>, params: &[(&str, &str)], code: &'static str)
 /// A CLOUD_API body: the SDK envelope around the action fields.
 fn web_body(fields: Value) -> String {
     let mut body =
-        json!({ "dataVersion": "2020-01-10", "env": "default", "access_token": "AT-user-1", "seqId": "0a1b2c3d" });
+        json!({ "dataVersion": "2020-01-10", "env": "default", "access_token": TEST_ADMIN_KEY, "seqId": "0a1b2c3d" });
     for (k, v) in fields.as_object().expect("object") {
         body[k] = v.clone();
     }
@@ -137,7 +137,7 @@ fn web_body(fields: Value) -> String {
 /// A CLOUD_API body whose action fields are given as JSON text (for bodies `json!` cannot build).
 fn web_text(action_fields: &str) -> String {
     format!(
-        r#"{{"dataVersion":"2020-01-10","env":"default","access_token":"AT-user-1","seqId":"0a1b2c3d",{action_fields}}}"#
+        r#"{{"dataVersion":"2020-01-10","env":"default","access_token":"{TEST_ADMIN_KEY}","seqId":"0a1b2c3d",{action_fields}}}"#
     )
 }
 

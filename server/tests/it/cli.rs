@@ -13,6 +13,7 @@ fn lb(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
         .arg("--dir")
         .arg(dir)
         .env("LIGHTBASE_LOG", "warn")
+        .env("LIGHTBASE_ADMIN_TOKEN", TEST_ADMIN_KEY)
         .output()
         .expect("run lightbase");
     (

@@ -16,7 +16,7 @@ fn envelope(env: &str, fields: Value) -> Value {
     let mut body = json!({
         "dataVersion": "2020-01-10",
         "env": env,
-        "access_token": "AT-user-1",
+        "access_token": TEST_ADMIN_KEY,
         "seqId": "8f3a1c2b9d4e5f60",
     });
     let m = body.as_object_mut().expect("object");

@@ -13,6 +13,29 @@ use lightbase::{build_app, AppState, Config};
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// The server API key every test server is configured with (`--admin-key`): requests built by
+/// this harness act as the admin unless they say otherwise (`as_guest`, or their own token).
+pub const TEST_ADMIN_KEY: &str = "test-admin-key-0123456789abcdef0123456789";
+
+/// Marks a request to be sent with no credentials at all (a guest).
+pub fn as_guest(req: test::TestRequest) -> test::TestRequest {
+    req.insert_header(("x-test-guest", "1"))
+}
+
+/// The request as the app receives it: the admin key added unless the request carries its own
+/// `Authorization` or is marked as a guest's.
+pub fn to_request(req: test::TestRequest) -> actix_http::Request {
+    let mut req = req.to_request();
+    let headers = req.headers_mut();
+    let guest = headers.remove("x-test-guest").next().is_some();
+    if !guest && !headers.contains_key("authorization") {
+        let value =
+            actix_web::http::header::HeaderValue::from_str(&format!("Bearer {TEST_ADMIN_KEY}")).expect("header");
+        headers.insert(actix_web::http::header::AUTHORIZATION, value);
+    }
+    req
+}
+
 /// GATEWAY prefix of the default instance/database.
 pub const DB: &str = "/v1/database/instances/(default)/databases/(default)";
 
@@ -30,6 +53,7 @@ impl TestApp {
     pub fn with_config(f: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_dir(dir.path());
+        config.admin_key = Some(TEST_ADMIN_KEY.to_string());
         f(&mut config);
         let limits = Limits {
             max_document_bytes: config.max_document_bytes,
@@ -60,7 +84,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
 {
-    let res = test::call_service(app, req.to_request()).await;
+    let res = test::call_service(app, to_request(req)).await;
     let status = res.status().as_u16();
     let bytes = test::read_body(res).await;
     let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
@@ -69,6 +93,13 @@ where
 
 pub fn post_json(uri: &str, body: &Value) -> test::TestRequest {
     test::TestRequest::post()
+        .uri(uri)
+        .insert_header(("content-type", "application/json"))
+        .set_payload(body.to_string())
+}
+
+pub fn put_json(uri: &str, body: &Value) -> test::TestRequest {
+    test::TestRequest::put()
         .uri(uri)
         .insert_header(("content-type", "application/json"))
         .set_payload(body.to_string())
@@ -108,7 +139,8 @@ impl SocketServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let config = Config::with_dir(dir.path());
+        let mut config = Config::with_dir(dir.path());
+        config.admin_key = Some(TEST_ADMIN_KEY.to_string());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             actix_web::rt::System::new().block_on(lightbase::run(listener, config, async move {
@@ -160,9 +192,17 @@ pub fn wait_healthy(base: &str) {
     panic!("server at {base} did not become healthy");
 }
 
-/// Blocking HTTP call on a real socket: (status, JSON body).
+/// Blocking HTTP call on a real socket as the admin: (status, JSON body).
 pub fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    http_as(method, url, body, Some(TEST_ADMIN_KEY))
+}
+
+/// Blocking HTTP call on a real socket with the given Bearer token (none: a guest).
+pub fn http_as(method: &str, url: &str, body: Option<&Value>, token: Option<&str>) -> (u16, Value) {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(30));
+    if let Some(t) = token {
+        req = req.set("authorization", &format!("Bearer {t}"));
+    }
     let res = match body {
         Some(b) => req.set("content-type", "application/json").send_string(&b.to_string()),
         None => req.call(),
@@ -189,6 +229,7 @@ pub fn spawn_server(dir: &std::path::Path, port: u16) -> std::process::Child {
         .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
         .arg(dir)
         .env("LIGHTBASE_LOG", "warn")
+        .env("LIGHTBASE_ADMIN_KEY", TEST_ADMIN_KEY)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -29,7 +29,7 @@ where
 
 /// Sends a request: (status, JSON body, `x-request-id` header).
 pub(crate) async fn call(app: &impl Svc, req: TestRequest) -> (u16, Value, Option<String>) {
-    let res = test::call_service(app, req.to_request()).await;
+    let res = test::call_service(app, to_request(req)).await;
     let status = res.status().as_u16();
     let rid = res
         .headers()

@@ -58,6 +58,7 @@ fn env_vars_and_toml_configure_the_server() {
         .arg("serve")
         .env("LIGHTBASE_CONFIG", &toml)
         .env("LIGHTBASE_DIR", &data)
+        .env("LIGHTBASE_ADMIN_KEY", TEST_ADMIN_KEY)
         .env("LIGHTBASE_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()
@@ -90,7 +91,7 @@ fn graceful_stop_keeps_in_flight_request(signal: &str) {
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
     write!(
         stream,
-        "POST {DB}/collections/c/documents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        "POST {DB}/collections/c/documents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_ADMIN_KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{head}",
         body.len()
     )
     .expect("write head");

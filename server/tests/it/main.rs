@@ -11,4 +11,5 @@ mod durability;
 mod gateway;
 mod layering;
 mod lifecycle;
+mod permissions;
 mod ratelimit;

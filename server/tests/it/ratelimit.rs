@@ -20,7 +20,7 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: actix_web::body::MessageBody,
 {
-    let res = call_service(app, req.to_request()).await;
+    let res = call_service(app, crate::common::to_request(req)).await;
     let status = res.status().as_u16();
     let header = |name: &str| {
         res.headers()
