@@ -16,8 +16,10 @@ mod error;
 mod password;
 mod sessions;
 mod store;
+mod ticket;
 mod tokens;
 mod users;
+mod wechat;
 
 #[cfg(test)]
 mod tests;
@@ -35,7 +37,9 @@ use crate::db::Database;
 pub use admins::{AdminToken, ApiKeyInfo, NewApiKey};
 pub use error::AuthError;
 pub use password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+pub use ticket::{ProviderError, TICKET_MAX_TTL_SECS};
 pub use users::{External, SignUp, User, UserPage};
+pub use wechat::{WeChatSettings, PROVIDER_TOKEN_TTL_SECS};
 
 /// Who is making a request, as the protocols and the rules see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

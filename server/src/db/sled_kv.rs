@@ -217,6 +217,7 @@ impl Drop for SledKv {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,8 +254,18 @@ mod tests {
             kv.apply(vec![Op::Put(b"k".to_vec(), b"v".to_vec())]).unwrap();
             kv.commit().wait_blocking().unwrap();
         }
-        let kv = SledKv::open(dir.path()).unwrap();
-        assert_eq!(kv.get(b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(reopen(dir.path()).get(b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    /// Opens again after a drop: sled's own background thread may hold its file lock a moment longer.
+    fn reopen(dir: &Path) -> SledKv {
+        for _ in 0..100 {
+            if let Ok(kv) = SledKv::open(dir) {
+                return kv;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        SledKv::open(dir).unwrap()
     }
 
     #[test]
@@ -286,7 +297,7 @@ mod tests {
         );
         drop(recovered);
         // replaying is idempotent: a second recovery of the same image gives the same state
-        let again = SledKv::open(image.path()).unwrap();
+        let again = reopen(image.path());
         assert_eq!(again.get(b"b").unwrap(), Some(b"2".to_vec()));
     }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth_api;
+pub mod auth_providers;
 pub mod cloudapi;
 pub mod db_calls;
 pub mod gateway;
@@ -149,6 +150,7 @@ pub fn build_app(
         .configure(cloudapi::routes)
         .configure(admin::routes)
         .configure(auth_api::routes)
+        .configure(auth_providers::routes)
         .default_service(web::to(not_found))
 }
 

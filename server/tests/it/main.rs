@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod auth_providers;
 mod bad_input;
 mod cli;
 mod cloudapi;
