@@ -32,7 +32,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn respond(rid: &RequestId, status: StatusCode, r: Result<Value, ApiError>) -> HttpResponse {
+/// An admin API reply: the body with `status`, or the error in the admin shape.
+pub(super) fn admin_reply(rid: &RequestId, status: StatusCode, r: Result<Value, ApiError>) -> HttpResponse {
     match r {
         Ok(body) => HttpResponse::build(status).json(body),
         Err(e) => admin_error(rid, &e),
@@ -49,7 +50,7 @@ pub fn admin_error(rid: &RequestId, e: &ApiError) -> HttpResponse {
     }))
 }
 
-async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
+pub(super) async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
     let err = ApiError::new(
         Code::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
@@ -59,7 +60,7 @@ async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpRespo
 
 async fn list_envs(req: HttpRequest, state: State, rid: RequestId) -> HttpResponse {
     let r = require_admin(&req, &state).and_then(|()| Ok(json!({ "envs": state.db.envs()? })));
-    respond(&rid, StatusCode::OK, r)
+    admin_reply(&rid, StatusCode::OK, r)
 }
 
 async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: RequestId) -> HttpResponse {
@@ -71,7 +72,7 @@ async fn create_env(req: HttpRequest, payload: web::Payload, state: State, rid: 
         state.db.create_env(name)?.wait().await?;
         Ok(json!({ "name": name }))
     };
-    respond(&rid, StatusCode::CREATED, r.await)
+    admin_reply(&rid, StatusCode::CREATED, r.await)
 }
 
 async fn list_collections(req: HttpRequest, path: web::Path<String>, state: State, rid: RequestId) -> HttpResponse {
@@ -81,7 +82,7 @@ async fn list_collections(req: HttpRequest, path: web::Path<String>, state: Stat
         let env = path.into_inner();
         blocking(&state, move || Ok(json!({ "collections": db.collections(&env)? }))).await
     };
-    respond(&rid, StatusCode::OK, r.await)
+    admin_reply(&rid, StatusCode::OK, r.await)
 }
 
 async fn create_collection(
@@ -99,7 +100,7 @@ async fn create_collection(
         state.db.create_collection(&path, name)?.wait().await?;
         Ok(json!({ "env": path.as_str(), "name": name }))
     };
-    respond(&rid, StatusCode::CREATED, r.await)
+    admin_reply(&rid, StatusCode::CREATED, r.await)
 }
 
 /// The security rules of a collection: `{"rules": <what was saved>}` (PRIVATE when never set).
@@ -113,7 +114,7 @@ async fn get_rules(req: HttpRequest, path: web::Path<(String, String)>, state: S
         };
         Ok(json!({ "rules": rules }))
     })();
-    respond(&rid, StatusCode::OK, r)
+    admin_reply(&rid, StatusCode::OK, r)
 }
 
 /// Saves a collection's rules after parsing them: a preset `{"preset": "READONLY"}` or a custom
@@ -137,5 +138,5 @@ async fn put_rules(
             .await?;
         Ok(json!({ "rules": rules.to_json() }))
     };
-    respond(&rid, StatusCode::OK, r.await)
+    admin_reply(&rid, StatusCode::OK, r.await)
 }

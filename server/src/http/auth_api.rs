@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use super::admin::admin_error;
+use super::admin::{admin_method_not_allowed, admin_reply};
 use super::{blocking, parse_json, RequestId, State};
 use crate::auth::{Caller, Identity, LoginType, SignUp, User};
 use crate::db::DEFAULT_ENV;
@@ -87,26 +87,11 @@ fn auth_reply(r: Result<Value, ApiError>) -> HttpResponse {
     }
 }
 
-fn admin_reply(rid: &RequestId, status: StatusCode, r: Result<Value, ApiError>) -> HttpResponse {
-    match r {
-        Ok(body) => HttpResponse::build(status).json(body),
-        Err(e) => admin_error(rid, &e),
-    }
-}
-
-async fn auth_method_not_allowed(req: HttpRequest) -> HttpResponse {
+pub(super) async fn auth_method_not_allowed(req: HttpRequest) -> HttpResponse {
     auth_error(&ApiError::new(
         Code::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),
     ))
-}
-
-async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
-    let err = ApiError::new(
-        Code::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    );
-    admin_error(&rid, &err)
 }
 
 /// ISO 8601 / RFC 3339 UTC time of milliseconds since the epoch (`2024-05-01T12:00:00Z`).

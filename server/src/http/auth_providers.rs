@@ -11,8 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::admin::admin_error;
-use super::auth_api::{auth_error, require_admin, AUTH_BODY_LIMIT};
+use super::admin::{admin_method_not_allowed, admin_reply};
+use super::auth_api::{auth_error, auth_method_not_allowed, require_admin, AUTH_BODY_LIMIT};
 use super::{parse_json, RequestId, State};
 use crate::auth::PROVIDER_TOKEN_TTL_SECS;
 use crate::db::DEFAULT_ENV;
@@ -49,28 +49,6 @@ fn auth_reply(r: Result<Value, ApiError>) -> HttpResponse {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => auth_error(&e),
     }
-}
-
-fn admin_reply(rid: &RequestId, r: Result<Value, ApiError>) -> HttpResponse {
-    match r {
-        Ok(body) => HttpResponse::Ok().json(body),
-        Err(e) => admin_error(rid, &e),
-    }
-}
-
-async fn auth_method_not_allowed(req: HttpRequest) -> HttpResponse {
-    auth_error(&ApiError::new(
-        Code::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    ))
-}
-
-async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
-    let err = ApiError::new(
-        Code::MethodNotAllowed,
-        format!("{} is not allowed on {}", req.method(), req.path()),
-    );
-    admin_error(&rid, &err)
 }
 
 /// `?client_id=` or `?env=`, else `default`.
@@ -202,7 +180,7 @@ async fn ticket_key(req: HttpRequest, path: web::Path<String>, state: State, rid
         let key = state.auth.ticket_key(&env).await?;
         Ok(json!({ "env": env, "key": URL_SAFE_NO_PAD.encode(key), "alg": "HS256" }))
     };
-    admin_reply(&rid, r.await)
+    admin_reply(&rid, actix_web::http::StatusCode::OK, r.await)
 }
 
 async fn get_wechat(req: HttpRequest, path: web::Path<String>, state: State, rid: RequestId) -> HttpResponse {
@@ -210,7 +188,7 @@ async fn get_wechat(req: HttpRequest, path: web::Path<String>, state: State, rid
         require_admin(&req, &state)?;
         Ok(json!(state.auth.wechat_settings(&path)?))
     })();
-    admin_reply(&rid, r)
+    admin_reply(&rid, actix_web::http::StatusCode::OK, r)
 }
 
 async fn put_wechat(
@@ -227,5 +205,5 @@ async fn put_wechat(
         let secret = req_str(&body, "secret")?;
         Ok(json!(state.auth.set_wechat_settings(&path, appid, secret).await?))
     };
-    admin_reply(&rid, r.await)
+    admin_reply(&rid, actix_web::http::StatusCode::OK, r.await)
 }
