@@ -56,6 +56,13 @@ pub struct ClientLimits {
     pub wx_max_limit: usize,
 }
 
+/// What a permitted read may see.
+pub enum ReadScope {
+    All,
+    /// Only documents that also match this condition.
+    Only(Value),
+}
+
 /// The access decision for one request on one collection.
 pub enum Gate {
     Admin,
@@ -94,6 +101,15 @@ impl Gate {
         match self {
             Gate::Client { identity: Some(i), .. } => Some(i.caller_id().to_string()),
             _ => None,
+        }
+    }
+
+    /// Which documents a read of `query` may see: all it matches, or only those that also match
+    /// a condition (presets' `_openid == caller`); refused if the rules forbid the read.
+    pub fn read_scope(&self, db: &Database, env: &str, query: Value) -> Result<ReadScope, ApiError> {
+        match self.decide(db, env, query, QueryOp::Read)? {
+            (_, None) => Ok(ReadScope::All),
+            (_, Some(condition)) => Ok(ReadScope::Only(condition)),
         }
     }
 
@@ -177,17 +193,34 @@ impl Gate {
     }
 
     fn scoped(&self, db: &Database, env: &str, query: Option<Value>, op: QueryOp) -> Result<Option<Value>, ApiError> {
-        let Gate::Client { identity, rules, .. } = self else {
+        if let Gate::Admin = self {
             return Ok(query);
+        }
+        match self.decide(db, env, query.unwrap_or_else(|| json!({})), op)? {
+            (query, None) => Ok(Some(query)),
+            (query, Some(condition)) => Ok(Some(json!({ "$and": [query, condition] }))),
+        }
+    }
+
+    /// The rules' decision on a client's query: the query with `'{openid}'` replaced, and the
+    /// condition to AND into it if any; refused as a whole if the rules forbid it.
+    fn decide(
+        &self,
+        db: &Database,
+        env: &str,
+        mut query: Value,
+        op: QueryOp,
+    ) -> Result<(Value, Option<Value>), ApiError> {
+        let Gate::Client { identity, rules, .. } = self else {
+            return Ok((query, None));
         };
-        let mut query = query.unwrap_or_else(|| json!({}));
         substitute_openid(&mut query, self.caller_id().as_deref().unwrap_or(""));
         let normalized = db.normalize(query.clone())?;
         let lookup = Lookup { db, env };
         let ctx = context(identity.as_ref(), &lookup);
         match rules.check_query(op, &ctx, &normalized).map_err(rule_error)? {
-            Decision::Allow => Ok(Some(query)),
-            Decision::AllowWith(condition) => Ok(Some(json!({ "$and": [query, condition] }))),
+            Decision::Allow => Ok((query, None)),
+            Decision::AllowWith(condition) => Ok((query, Some(condition))),
             Decision::Deny(why) => Err(denied(&why)),
         }
     }

@@ -58,6 +58,23 @@ impl Database {
         self.kv.get(&doc_key(env, coll, id))
     }
 
+    /// The stored JSON of one document if it matches `filter` (decoding only the fields the filter
+    /// reads): a point read under a rule's condition without going through a query.
+    pub fn get_raw_matching(
+        &self,
+        env: &str,
+        coll: &str,
+        id: &str,
+        filter: &Filter,
+    ) -> Result<Option<Vec<u8>>, DbError> {
+        let Some(bytes) = self.get_raw(env, coll, id)? else {
+            return Ok(None);
+        };
+        let doc = scan::decode(&bytes, Some(&filter.fields()))
+            .map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+        Ok(filter.matches(&doc).then_some(bytes))
+    }
+
     /// Matching documents, sorted, paged and projected, as ready-to-send JSON.
     /// Fails with `ResultTooLarge` rather than returning a truncated page.
     pub fn find(&self, env: &str, coll: &str, q: &Find) -> Result<Vec<Box<RawValue>>, DbError> {

@@ -174,7 +174,7 @@ async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, r
             return state.db.get_raw(&t.env, &t.coll, &id)?.map(json).ok_or_else(not_found);
         }
         let doc = db_calls::get_one(&state, &t, &id, projection)?.ok_or_else(not_found)?;
-        Ok(json(doc.get().as_bytes().to_vec()))
+        Ok(json(doc))
     })();
     respond(&rid, r)
 }

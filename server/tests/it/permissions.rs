@@ -180,6 +180,22 @@ async fn private_preset_scopes_everything_to_the_creator() {
         assert_eq!(gateway_list(&svc, who, "{}").await, want);
         assert_eq!(web_list(&svc, who, json!({})).await, want);
     }
+    // GET by id: the owner reads it, another user is told it does not exist, a guest is refused
+    let by_id = |id: &str| get(&format!("{}/{id}", docs()));
+    let (s, doc) = send(&svc, as_who(by_id("a1"), &w.a)).await;
+    assert_eq!((s, doc["_id"].as_str()), (200, Some("a1")), "{doc}");
+    let (s, body) = send(&svc, as_who(by_id("a1"), &w.b)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (404, Some("DATABASE_DOCUMENT_NOT_EXIST")),
+        "{body}"
+    );
+    let (s, body) = send(&svc, as_who(by_id("a1"), &Who::guest())).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (403, Some("DATABASE_PERMISSION_DENIED")),
+        "{body}"
+    );
     // count is scoped the same way
     let (_, body) = send(&svc, as_who(get(&format!("{}?count=true", docs())), &w.b)).await;
     assert_eq!(body["total"], json!(1));
@@ -280,6 +296,8 @@ async fn adminwrite_and_adminonly_presets() {
 
     let w = setup(json!({"preset": "ADMINONLY"})).await;
     let svc = w.app.service().await;
+    let (s, _) = send(&svc, as_who(get(&format!("{}/a1", docs())), &w.a)).await;
+    assert_eq!(s, 403, "ADMINONLY: not even the creator reads by id");
     for who in [&w.a, &w.anon, &Who::guest()] {
         assert_eq!(gateway_list(&svc, who, "{}").await, denied());
         assert_eq!(web_list(&svc, who, json!({})).await, denied());
