@@ -8,14 +8,13 @@
 
 use std::net::IpAddr;
 
-use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use actix_web::http::header::AUTHORIZATION;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use super::admin::{admin_method_not_allowed, admin_reply};
-use super::{blocking, parse_json, RequestId, State};
+use super::{blocking, parse_json, read_body, RequestId, State};
 use crate::auth::{Caller, Identity, LoginType, SignUp, User};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
@@ -180,7 +179,8 @@ fn env_param(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(find("client_id").or_else(|| find("env")))
 }
 
-fn env_of(req: &HttpRequest) -> Result<String, ApiError> {
+/// The env of an `/auth/v1` request: `?client_id=`, `?env=`, else `default`.
+pub(super) fn env_of(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(env_param(req)?.unwrap_or_else(|| DEFAULT_ENV.to_string()))
 }
 
@@ -199,28 +199,8 @@ fn user_of(req: &HttpRequest, state: &State) -> Result<(Identity, String), ApiEr
 
 /// Reads a JSON object body of at most [`AUTH_BODY_LIMIT`] bytes; an empty body is `{}` when
 /// `allow_empty`.
-async fn read_object(req: &HttpRequest, mut payload: web::Payload, allow_empty: bool) -> Result<Value, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            Code::BodyTooLarge,
-            format!("request body is larger than {AUTH_BODY_LIMIT} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > AUTH_BODY_LIMIT) {
-        return Err(too_large());
-    }
-    let mut buf = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(Code::InvalidParam, format!("cannot read request body: {e}")))?;
-        if buf.len() + chunk.len() > AUTH_BODY_LIMIT {
-            return Err(too_large());
-        }
-        buf.extend_from_slice(&chunk);
-    }
+async fn read_object(req: &HttpRequest, payload: web::Payload, allow_empty: bool) -> Result<Value, ApiError> {
+    let buf = read_body(req, payload, AUTH_BODY_LIMIT).await?;
     if buf.iter().all(u8::is_ascii_whitespace) {
         return if allow_empty {
             Ok(json!({}))

@@ -12,10 +12,9 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::admin::{admin_method_not_allowed, admin_reply};
-use super::auth_api::{auth_error, auth_method_not_allowed, require_admin, AUTH_BODY_LIMIT};
+use super::auth_api::{auth_error, auth_method_not_allowed, env_of, require_admin, AUTH_BODY_LIMIT};
 use super::{parse_json, RequestId, State};
 use crate::auth::PROVIDER_TOKEN_TTL_SECS;
-use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -49,21 +48,6 @@ fn auth_reply(r: Result<Value, ApiError>) -> HttpResponse {
         Ok(body) => HttpResponse::Ok().json(body),
         Err(e) => auth_error(&e),
     }
-}
-
-/// `?client_id=` or `?env=`, else `default`.
-fn env_of(req: &HttpRequest) -> Result<String, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-        .map_err(|e| ApiError::new(Code::InvalidParam, format!("malformed query string: {e}")))?;
-    let find = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, v)| k == key && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    };
-    Ok(find("client_id")
-        .or_else(|| find("env"))
-        .unwrap_or_else(|| DEFAULT_ENV.to_string()))
 }
 
 /// A JSON object body of at most [`AUTH_BODY_LIMIT`] bytes.

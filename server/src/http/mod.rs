@@ -200,8 +200,9 @@ fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Reads a JSON body of at most `limit` bytes. Oversize, unreadable and malformed bodies are 4xx.
-pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+/// Reads a request body of at most `limit` bytes (checked against `Content-Length` first, then
+/// while streaming). Oversize and unreadable bodies are 4xx.
+pub async fn read_body(req: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let too_large = || ApiError::new(Code::BodyTooLarge, format!("request body is larger than {limit} bytes"));
     let declared = req
         .headers()
@@ -218,6 +219,12 @@ pub async fn read_json(req: &HttpRequest, mut payload: web::Payload, limit: usiz
         }
         buf.extend_from_slice(&chunk);
     }
+    Ok(buf)
+}
+
+/// Reads a JSON body of at most `limit` bytes. Oversize, unreadable and malformed bodies are 4xx.
+pub async fn read_json(req: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
+    let buf = read_body(req, payload, limit).await?;
     if buf.is_empty() {
         return Err(ApiError::new(
             Code::InvalidJson,
