@@ -18,30 +18,31 @@ use crate::rules::{AuthVars, CollectionRules, Decision, DocLookup, QueryOp, Rule
 /// The placeholder CloudBase replaces by the caller's id in queries and data.
 pub const OPENID_PLACEHOLDER: &str = "{openid}";
 
-/// Compiled rules per collection, reused while the saved rule text is unchanged.
+/// Compiled rules per collection, reused while no collection's metadata has changed.
 #[derive(Default)]
 pub struct RulesCache {
-    map: RwLock<HashMap<String, (Value, Arc<CollectionRules>)>>,
+    map: RwLock<HashMap<String, (u64, Arc<CollectionRules>)>>,
 }
 
 impl RulesCache {
     fn get(&self, db: &Database, env: &str, coll: &str) -> Result<Arc<CollectionRules>, ApiError> {
-        let saved = db.collection_rules(env, coll)?;
-        let Some(saved) = saved else {
-            return Ok(Arc::new(CollectionRules::default_for_new_collection()));
-        };
         let key = format!("{env}/{coll}");
-        if let Some((text, rules)) = self.map.read().ok().and_then(|m| m.get(&key).cloned()) {
-            if text == saved {
+        let epoch = db.meta_epoch();
+        if let Some((seen, rules)) = self.map.read().ok().and_then(|m| m.get(&key).cloned()) {
+            if seen == epoch {
                 return Ok(rules);
             }
         }
-        let rules = Arc::new(CollectionRules::parse(&saved).map_err(|e| {
-            tracing::error!(env, coll, error = %e, "stored rules do not parse");
-            ApiError::new(Code::Internal, "the collection's stored rules are invalid")
-        })?);
+        let rules = match db.collection_rules(env, coll)? {
+            None => Arc::new(CollectionRules::default_for_new_collection()),
+            Some(saved) => Arc::new(CollectionRules::parse(&saved).map_err(|e| {
+                tracing::error!(env, coll, error = %e, "stored rules do not parse");
+                ApiError::new(Code::Internal, "the collection's stored rules are invalid")
+            })?),
+        };
         if let Ok(mut m) = self.map.write() {
-            m.insert(key, (saved, rules.clone()));
+            m.retain(|_, (seen, _)| *seen == epoch);
+            m.insert(key, (epoch, rules.clone()));
         }
         Ok(rules)
     }

@@ -102,7 +102,7 @@ impl Auth {
             password: hash,
             created_at: now_ms(),
         };
-        self.kv.apply(vec![put(key, &record)?])?;
+        self.apply(vec![put(key, &record)?])?;
         Ok(self.kv.commit())
     }
 
@@ -164,7 +164,7 @@ impl Auth {
             put(api_key_key(&record.id), &record)?,
             Op::Put(api_key_hash_key(&hash), record.id.clone().into_bytes()),
         ];
-        self.kv.apply(ops)?;
+        self.apply(ops)?;
         let created = NewApiKey {
             info: ApiKeyInfo::from(record),
             key,
@@ -183,8 +183,7 @@ impl Auth {
         let Some(record) = self.get::<ApiKeyRecord>(&key)? else {
             return Err(AuthError::ApiKeyNotFound(id.chars().take(64).collect()));
         };
-        self.kv
-            .apply(vec![Op::Delete(key), Op::Delete(api_key_hash_key(&record.hash))])?;
+        self.apply(vec![Op::Delete(key), Op::Delete(api_key_hash_key(&record.hash))])?;
         Ok(self.kv.commit())
     }
 

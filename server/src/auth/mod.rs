@@ -12,6 +12,7 @@
 //! docs/auth.md). Passwords are argon2id hashes computed on blocking threads, at most two at a time.
 
 mod admins;
+mod cache;
 mod error;
 mod password;
 mod sessions;
@@ -31,7 +32,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::db::kv::Kv;
+use crate::db::kv::{Kv, Op};
 use crate::db::Database;
 
 pub use admins::{AdminToken, ApiKeyInfo, NewApiKey};
@@ -155,6 +156,8 @@ pub struct Auth {
     encoding: EncodingKey,
     decoding: DecodingKey,
     hasher: password::Hasher,
+    /// Bearer tokens verified a moment ago, invalidated by every write that may revoke one.
+    verified: cache::TokenCache,
     /// Serializes read-check-write sequences (uniqueness of usernames, refresh rotation). Never
     /// held across an await or a password hash.
     write_lock: Mutex<()>,
@@ -172,6 +175,7 @@ impl Auth {
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
             hasher: password::Hasher::new(),
+            verified: cache::TokenCache::default(),
             write_lock: Mutex::new(()),
         };
         let swept = auth.sweep_expired()?;
@@ -194,15 +198,36 @@ impl Auth {
                 return Ok(Caller::Admin);
             }
         }
-        if token.starts_with(tokens::API_KEY_PREFIX) {
-            return self.verify_api_key(token).map(|()| Caller::Admin);
+        if let Some(caller) = self.verified.get(token) {
+            return Ok(caller);
         }
-        let claims = self.decode(token, true)?;
-        match claims.typ.as_str() {
-            tokens::TYP_ADMIN => self.verify_admin_claims(&claims).map(|()| Caller::Admin),
-            tokens::TYP_ACCESS => self.verify_access_claims(&claims).map(Caller::User),
-            _ => Err(AuthError::Unauthenticated("not an access token".into())),
+        let epoch = self.verified.epoch();
+        let (caller, expires_in) = if token.starts_with(tokens::API_KEY_PREFIX) {
+            self.verify_api_key(token)?;
+            (Caller::Admin, None)
+        } else {
+            let claims = self.decode(token, true)?;
+            let caller = match claims.typ.as_str() {
+                tokens::TYP_ADMIN => self.verify_admin_claims(&claims).map(|()| Caller::Admin)?,
+                tokens::TYP_ACCESS => self.verify_access_claims(&claims).map(Caller::User)?,
+                _ => return Err(AuthError::Unauthenticated("not an access token".into())),
+            };
+            let now_ms = u64::try_from(crate::db::database::now_ms()).unwrap_or(0);
+            let left = std::time::Duration::from_millis(claims.exp.saturating_mul(1000).saturating_sub(now_ms));
+            (caller, Some(left))
+        };
+        self.verified.insert(token, caller.clone(), epoch, expires_in);
+        Ok(caller)
+    }
+
+    /// Every auth write goes through here, so the verified-token cache learns of revocations.
+    fn apply(&self, ops: Vec<Op>) -> Result<(), AuthError> {
+        let revokes = cache::revokes(&ops);
+        self.kv.apply(ops)?;
+        if revokes {
+            self.verified.bump();
         }
+        Ok(())
     }
 
     /// [`Auth::verify_bearer`] for a request to `env`: a user token issued for another env is

@@ -115,7 +115,7 @@ impl Auth {
         let skey = session_key(&rec.env, &rec.uid, &rec.sid);
         if rec.used {
             tracing::warn!(env = %rec.env, uid = %rec.uid, "a spent refresh token was presented again; revoking its session");
-            self.kv.apply(vec![Op::Delete(skey)])?;
+            self.apply(vec![Op::Delete(skey)])?;
             let err = bad("the refresh token was already used; its session has been revoked");
             return Ok((Err(err), self.kv.commit()));
         }
@@ -146,7 +146,7 @@ impl Auth {
             put(key, &RefreshRecord { used: true, ..rec })?,
             put(skey, &SessionRecord { expires_at, ..session })?,
         ];
-        self.kv.apply(ops)?;
+        self.apply(ops)?;
         Ok((Ok(creds), self.kv.commit()))
     }
 
@@ -172,7 +172,7 @@ impl Auth {
                 .map(|r| session_key(&r.env, &r.uid, &r.sid))
         };
         if let Some(key) = key {
-            self.kv.apply(vec![Op::Delete(key)])?;
+            self.apply(vec![Op::Delete(key)])?;
             self.kv.commit().wait().await?;
         }
         Ok(())
@@ -187,7 +187,7 @@ impl Auth {
         if claims.typ != TYP_ACCESS {
             return Err(AuthError::Unauthenticated("not a user access token".into()));
         }
-        self.kv.apply(vec![Op::Delete(session_key(env, &claims.sub, sid))])?;
+        self.apply(vec![Op::Delete(session_key(env, &claims.sub, sid))])?;
         self.kv.commit().wait().await?;
         Ok(())
     }

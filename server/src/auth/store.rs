@@ -233,7 +233,7 @@ impl Auth {
         let n = ops.len();
         if n > 0 {
             // not waited for: if these deletes are lost in a crash, the next start drops them again
-            self.kv.apply(ops)?;
+            self.apply(ops)?;
         }
         Ok(n)
     }

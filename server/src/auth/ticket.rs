@@ -104,8 +104,7 @@ impl Auth {
             return Ok((key, Commit::none()));
         }
         let key: [u8; TICKET_KEY_LEN] = rand::random();
-        self.kv
-            .apply(vec![crate::db::kv::Op::Put(ticket_key_key(env), key.to_vec())])?;
+        self.apply(vec![crate::db::kv::Op::Put(ticket_key_key(env), key.to_vec())])?;
         tracing::info!(env, "generated a custom-ticket signing key");
         Ok((key.to_vec(), self.kv.commit()))
     }

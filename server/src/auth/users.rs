@@ -162,7 +162,7 @@ impl Auth {
         let user = new_user(env, LoginType::Anonymous, now_ms());
         let (creds, mut ops) = self.open_session(&user, LoginType::Anonymous)?;
         ops.push(put(user_key(env, &user.uid), &user)?);
-        self.kv.apply(ops)?;
+        self.apply(ops)?;
         self.kv.commit().wait().await?;
         Ok(creds)
     }
@@ -251,7 +251,7 @@ impl Auth {
         let (creds, session_ops) = self.open_session(&user, lt)?;
         ops.extend(session_ops);
         ops.push(put(user_key(env, &user.uid), &user)?);
-        self.kv.apply(ops)?;
+        self.apply(ops)?;
         Ok((creds, self.kv.commit()))
     }
 
@@ -279,7 +279,7 @@ impl Auth {
             return Err(AuthError::UserDisabled);
         }
         let (creds, ops) = self.open_session(&user, lt)?;
-        self.kv.apply(ops)?;
+        self.apply(ops)?;
         self.kv.commit().wait().await?;
         Ok(creds)
     }
@@ -341,7 +341,7 @@ impl Auth {
         };
         let (creds, session_ops) = self.open_session(&user, lt)?;
         ops.extend(session_ops);
-        self.kv.apply(ops)?;
+        self.apply(ops)?;
         Ok((creds, self.kv.commit()))
     }
 
@@ -415,7 +415,7 @@ impl Auth {
             user.disabled = disabled;
             user.updated_at = now_ms();
             ops.push(put(user_key(env, uid), &user)?);
-            self.kv.apply(ops)?;
+            self.apply(ops)?;
             (user, self.kv.commit())
         };
         commit.wait().await?;
@@ -446,7 +446,7 @@ impl Auth {
                 }
             }
             ops.push(Op::Delete(user_key(env, uid)));
-            self.kv.apply(ops)?;
+            self.apply(ops)?;
             self.kv.commit()
         };
         commit.wait().await?;

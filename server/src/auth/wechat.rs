@@ -174,7 +174,7 @@ impl Auth {
             secret: secret.to_string(),
             updated_at: now_ms(),
         };
-        self.kv.apply(vec![store::put(wechat_key(env), &rec)?])?;
+        self.apply(vec![store::put(wechat_key(env), &rec)?])?;
         self.kv.commit().wait().await?;
         self.wechat_settings(env)
     }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -87,6 +88,9 @@ pub struct Database {
     /// One writer at a time per collection: read-modify-write never loses an update, and a
     /// multi-document write is computed whole before it is applied as one atomic batch.
     write_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Bumped after every change to a collection's metadata, so caches of what is derived from it
+    /// (compiled rules) know when to look again.
+    meta_epoch: AtomicU64,
 }
 
 impl Database {
@@ -98,6 +102,7 @@ impl Database {
             kv: Arc::new(kv),
             limits,
             write_locks: Mutex::new(HashMap::new()),
+            meta_epoch: AtomicU64::new(0),
         };
         if db.kv.get(&env_key(DEFAULT_ENV))?.is_none() {
             // flushed inline: `open` may run inside an async runtime, where waiting on a Commit would block it
@@ -167,8 +172,7 @@ impl Database {
         if self.kv.get(&key)?.is_some() {
             return Err(DbError::CollectionExists(name.to_string()));
         }
-        self.kv.apply(vec![Op::Put(key, meta_now())])?;
-        Ok(self.kv.commit())
+        self.put_collection_meta(key, meta_now())
     }
 
     pub fn collections(&self, env: &str) -> Result<Vec<CollectionInfo>, DbError> {
@@ -216,8 +220,21 @@ impl Database {
         let mut meta = self.collection_meta(env, coll)?;
         meta.insert("rules".into(), rules);
         let bytes = serde_json::to_vec(&meta).map_err(|e| DbError::Storage(e.to_string()))?;
-        self.kv.apply(vec![Op::Put(coll_key(env, coll), bytes)])?;
+        self.put_collection_meta(coll_key(env, coll), bytes)
+    }
+
+    /// Every write of a collection's metadata goes through here (see [`Database::meta_epoch`]).
+    fn put_collection_meta(&self, key: Vec<u8>, meta: Vec<u8>) -> Result<Commit, DbError> {
+        self.kv.apply(vec![Op::Put(key, meta)])?;
+        self.meta_epoch.fetch_add(1, Ordering::AcqRel);
         Ok(self.kv.commit())
+    }
+
+    /// Changes whenever any collection's metadata (rules, …) changes. Read it *before* reading
+    /// the metadata a cache derives something from, and keep the derived value only while the
+    /// epoch is unchanged.
+    pub fn meta_epoch(&self) -> u64 {
+        self.meta_epoch.load(Ordering::Acquire)
     }
 
     fn collection_meta(&self, env: &str, coll: &str) -> Result<serde_json::Map<String, Value>, DbError> {

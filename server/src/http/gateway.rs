@@ -16,32 +16,38 @@ use crate::error::{ApiError, Code};
 const PREFIX: &str = "/v1/database/instances/{instance}/databases/{database}";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Nested scopes: the router matches the long shared prefix once, not once per resource.
+    let documents = web::scope("/collections/{coll}/documents")
+        .service(
+            web::resource("")
+                .route(web::get().to(list_documents))
+                .route(web::post().to(add_or_override))
+                .route(web::patch().to(update_documents))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/remove")
+                .route(web::post().to(remove_documents))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/aggregations")
+                .route(web::post().to(aggregate_documents))
+                .default_service(web::to(method_not_allowed)),
+        )
+        .service(
+            web::resource("/{id}")
+                .route(web::get().to(get_document))
+                .default_service(web::to(method_not_allowed)),
+        );
     cfg.service(
-        web::resource(format!("{PREFIX}/collections"))
-            .route(web::post().to(add_collection))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(format!("{PREFIX}/collections/{{coll}}/documents"))
-            .route(web::get().to(list_documents))
-            .route(web::post().to(add_or_override))
-            .route(web::patch().to(update_documents))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(format!("{PREFIX}/collections/{{coll}}/documents/remove"))
-            .route(web::post().to(remove_documents))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(format!("{PREFIX}/collections/{{coll}}/documents/aggregations"))
-            .route(web::post().to(aggregate_documents))
-            .default_service(web::to(method_not_allowed)),
-    )
-    .service(
-        web::resource(format!("{PREFIX}/collections/{{coll}}/documents/{{id}}"))
-            .route(web::get().to(get_document))
-            .default_service(web::to(method_not_allowed)),
+        web::scope(PREFIX)
+            .service(
+                web::resource("/collections")
+                    .route(web::post().to(add_collection))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(documents),
     );
 }
 

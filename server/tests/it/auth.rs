@@ -813,3 +813,75 @@ fn cli_admin_create_through_a_running_server() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Verified tokens are cached for a moment (no user and session reads per request); every way of
+/// taking a user's rights away must still stop a token that was used a moment before, at once.
+#[actix_web::test]
+async fn a_token_used_a_moment_ago_stops_at_once_when_its_rights_are_taken_away() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let admin = admin_token(&app).await;
+    let (status, _) = send(
+        &app,
+        post_json(&format!("{DB}/collections"), &json!({"collectionName": "notes"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let list = format!("{DB}/collections/notes/documents");
+    let signin = json!({"username": "carol", "password": "secret-pw"});
+    let (status, first) = call(&app, post_json("/auth/v1/signup", &signin)).await;
+    assert_eq!(status, 200, "{first}");
+    let user = format!("/admin/v1/envs/default/users/{}", first["sub"].as_str().unwrap());
+    let sign_in = || call(&app, post_json("/auth/v1/signin", &signin));
+    let reads = |token: String| call(&app, bearer(get(&list), &token));
+
+    // disabled
+    assert_eq!(reads(at(&first)).await.0, 200);
+    assert_eq!(reads(at(&first)).await.0, 200, "served from the cache");
+    call(&app, bearer(patch_json(&user, &json!({"disabled": true})), &admin)).await;
+    let (status, body) = reads(at(&first)).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("UNAUTHENTICATED")),
+        "{body}"
+    );
+    call(&app, bearer(patch_json(&user, &json!({"disabled": false})), &admin)).await;
+    assert_eq!(reads(at(&first)).await.0, 401, "disabling ended the user's sessions");
+
+    // signed out, and revoked
+    let (_, first) = sign_in().await;
+    let (_, second) = sign_in().await;
+    assert_eq!(reads(at(&second)).await.0, 200);
+    let (status, _) = call(
+        &app,
+        bearer(post_json("/auth/v1/user/signout", &json!({})), &at(&second)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(reads(at(&second)).await.0, 401);
+    assert_eq!(
+        reads(at(&first)).await.0,
+        200,
+        "another session of the user is untouched"
+    );
+    let (status, _) = call(&app, post_json("/auth/v1/revoke", &json!({"token": at(&first)}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(reads(at(&first)).await.0, 401);
+
+    // a reused refresh token revokes its session
+    let (_, third) = sign_in().await;
+    assert_eq!(reads(at(&third)).await.0, 200);
+    let refresh = json!({"grant_type": "refresh_token", "refresh_token": third["refresh_token"]});
+    let (status, _) = call(&app, post_json("/auth/v1/token", &refresh)).await;
+    assert_eq!(status, 200);
+    assert_eq!(reads(at(&third)).await.0, 200, "rotation alone revokes nothing");
+    let (status, _) = call(&app, post_json("/auth/v1/token", &refresh)).await;
+    assert_eq!(status, 400);
+    assert_eq!(reads(at(&third)).await.0, 401);
+
+    // deleted
+    let (_, fourth) = sign_in().await;
+    assert_eq!(reads(at(&fourth)).await.0, 200);
+    call(&app, bearer(TestRequest::delete().uri(&user), &admin)).await;
+    assert_eq!(reads(at(&fourth)).await.0, 401);
+}
