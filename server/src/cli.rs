@@ -2,11 +2,13 @@
 //! through its admin API; otherwise they open the data dir directly.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::{AdminCommand, CollectionCommand, Command, Config, EnvCommand, KeyCommand};
+use crate::config::{AdminCommand, CollectionCommand, Command, Config, EnvCommand, IndexCommand, KeyCommand};
+use crate::db::index::IndexSpec;
 use crate::db::{database, Database, Limits};
 
 /// Where an admin command is carried out.
@@ -86,9 +88,91 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
                 format!("{}\t{}", c["name"].as_str().unwrap_or_default(), c["count"])
             }))
         }
+        Command::Index(cmd) => index(dir, cmd),
         Command::Admin(cmd) => admin(dir, cmd),
         Command::Serve(_) | Command::ErrorsDoc => Err("not an admin command".into()),
     }
+}
+
+/// `index create|list|drop`: through the admin API when a server runs on the data dir, else on
+/// the data dir itself (a build then runs to the end before the command returns).
+fn index(dir: &Path, cmd: &IndexCommand) -> Result<String, String> {
+    let (env, coll) = match cmd {
+        IndexCommand::Create { env, coll, .. } | IndexCommand::List { env, coll } | IndexCommand::Drop { env, coll, .. } => {
+            (env, coll)
+        }
+    };
+    database::validate_env_name(env).map_err(|e| e.to_string())?;
+    database::validate_collection_name(coll).map_err(|e| e.to_string())?;
+    let base_path = format!("/admin/v1/envs/{env}/collections/{coll}/indexes");
+    let err = |e: crate::db::DbError| e.to_string();
+    match (cmd, target(dir)?) {
+        (IndexCommand::Create { fields, unique, name, .. }, target) => {
+            let spec = IndexSpec {
+                fields: IndexSpec::parse_fields(fields).map_err(err)?,
+                unique: *unique,
+                name: name.clone(),
+            };
+            let def = match target {
+                Target::Remote(base) => {
+                    let body = json!({ "fields": spec.fields, "unique": spec.unique, "name": spec.name });
+                    remote(&base, "POST", &base_path, Some(body))?["index"].clone()
+                }
+                Target::Local(db) => {
+                    let db = Arc::new(db);
+                    let def = db.create_index(env, coll, &spec, false).map_err(err)?;
+                    db.flush().map_err(err)?;
+                    let now = db.list_indexes(env, coll).map_err(err)?;
+                    now.into_iter().find(|i| i["name"] == def.name.as_str()).unwrap_or(Value::Null)
+                }
+            };
+            Ok(format!("index {} on {env}/{coll}: {}", def["name"].as_str().unwrap_or_default(), index_line(&def)))
+        }
+        (IndexCommand::List { .. }, target) => {
+            let list = match target {
+                Target::Remote(base) => remote(&base, "GET", &base_path, None)?["indexes"].clone(),
+                Target::Local(db) => json!(db.list_indexes(env, coll).map_err(err)?),
+            };
+            Ok(lines(&list, |i| format!("{}\t{}", i["name"].as_str().unwrap_or_default(), index_line(i))))
+        }
+        (IndexCommand::Drop { name, .. }, target) => {
+            match target {
+                Target::Remote(base) => {
+                    remote(&base, "DELETE", &format!("{base_path}/{name}"), None)?;
+                }
+                Target::Local(db) => {
+                    let db = Arc::new(db);
+                    db.drop_index(env, coll, name, false).map_err(err)?;
+                    db.flush().map_err(err)?;
+                }
+            }
+            Ok(format!("dropped index {name} of {env}/{coll}"))
+        }
+    }
+}
+
+/// `city:asc,age:desc unique ready 1000/1000 entries=1000 bytes=52000`
+fn index_line(i: &Value) -> String {
+    let fields = i["fields"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .map(|f| format!("{}:{}", f["field"].as_str().unwrap_or_default(), f["direction"].as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let mut out = format!("{fields}\t{}\t{}/{}", i["state"].as_str().unwrap_or_default(), i["done"], i["total"]);
+    if i["unique"] == true {
+        out.push_str("\tunique");
+    }
+    if let Some(n) = i["entries"].as_u64() {
+        out.push_str(&format!("\tentries={n}\tbytes={}", i["bytes"]));
+    }
+    if let Some(e) = i["error"].as_str() {
+        out.push_str(&format!("\terror: {e}"));
+    }
+    out
 }
 
 fn lines(items: &Value, f: impl Fn(&Value) -> String) -> String {

@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage collections (works with or without a running server)
     #[command(subcommand)]
     Collection(CollectionCommand),
+    /// Manage the indexes of a collection (works with or without a running server)
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Manage admins and server API keys
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -173,6 +176,27 @@ pub enum CollectionCommand {
     Create { env: String, name: String },
     /// List the collections of an environment with their document counts
     List { env: String },
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum IndexCommand {
+    /// Create an index (built in the background by a running server, else before returning)
+    Create {
+        env: String,
+        coll: String,
+        /// Fields, comma-separated, each optionally `:desc` (e.g. `city,age:desc`)
+        fields: String,
+        /// Refuse documents that repeat an indexed value
+        #[arg(long)]
+        unique: bool,
+        /// Index name [default: from the fields, e.g. `city_1_age_-1`]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the indexes of a collection with their state, build progress and size
+    List { env: String, coll: String },
+    /// Drop an index by name
+    Drop { env: String, coll: String, name: String },
 }
 
 /// `lightbase.toml`: the same keys as the flags, with `_` for `-`.

@@ -112,6 +112,8 @@ codes! {
     CollectionNotExist = ("DATABASE_COLLECTION_NOT_EXIST", NotFound, 404, -502005);
     /// No document matched where exactly one was required.
     DocumentNotExist = ("DATABASE_DOCUMENT_NOT_EXIST", NotFound, 404, -502001);
+    /// The collection has no index with this name.
+    IndexNotExist = ("DATABASE_INDEX_NOT_EXIST", NotFound, 404, -502001);
     /// No route or resource at this address.
     NotFound = ("NOT_FOUND", NotFound, 404, -501007);
     /// The HTTP method is not allowed on this route.
@@ -124,8 +126,10 @@ codes! {
     UserExists = ("USER_ALREADY_EXIST", Conflict, 409, -501007);
     /// An admin with this email already exists.
     AdminExists = ("ADMIN_ALREADY_EXIST", Conflict, 409, -501007);
-    /// A document with this `_id` already exists.
+    /// A document with this `_id` already exists, or a unique index already holds this value (the message names the index and the value).
     DuplicateId = ("DATABASE_DUPLICATE_KEY", Conflict, 409, -502001);
+    /// An index with this name, or on the same fields, already exists.
+    IndexExists = ("DATABASE_INDEX_ALREADY_EXIST", Conflict, 409, -502001);
     /// The request body is larger than the configured maximum.
     BodyTooLarge = ("REQUEST_BODY_TOO_LARGE", TooLarge, 413, -501007);
     /// A document is larger than the configured maximum document size.

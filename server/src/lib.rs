@@ -49,6 +49,7 @@ pub async fn run(
         .map_err(std::io::Error::other)?;
     let db = db.map_err(|e| std::io::Error::other(format!("cannot open data dir {}: {e}", config.dir.display())))?;
     let db = Arc::new(db);
+    db::index::resume(&db).map_err(|e| std::io::Error::other(format!("cannot resume index builds: {e}")))?;
     let addr = listener.local_addr()?;
     let server_file = config.dir.join(SERVER_FILE);
     write_server_file(&server_file, addr)?;

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -18,6 +18,7 @@ use super::kv::{Commit, Kv, Op};
 use super::projection::Projection;
 use super::query::{Direction, Filter, Sort};
 use super::sled_kv::SledKv;
+use super::index::{self, IndexDef, IndexSpec, Indexes};
 use super::update::Update;
 use super::{value, DbError};
 
@@ -91,6 +92,8 @@ pub struct Database {
     /// Bumped after every change to a collection's metadata, so caches of what is derived from it
     /// (compiled rules) know when to look again.
     meta_epoch: AtomicU64,
+    /// The indexes of each collection, as of a metadata epoch.
+    index_cache: RwLock<HashMap<String, (u64, Arc<Indexes>)>>,
 }
 
 impl Database {
@@ -103,6 +106,7 @@ impl Database {
             limits,
             write_locks: Mutex::new(HashMap::new()),
             meta_epoch: AtomicU64::new(0),
+            index_cache: RwLock::new(HashMap::new()),
         };
         if db.kv.get(&env_key(DEFAULT_ENV))?.is_none() {
             // flushed inline: `open` may run inside an async runtime, where waiting on a Commit would block it
@@ -230,6 +234,141 @@ impl Database {
         Ok(self.kv.commit())
     }
 
+    /// Applies `ops` and a new metadata of `env/coll` as one batch (the caller holds the
+    /// collection's write lock).
+    pub(super) fn apply_with_meta(
+        &self,
+        env: &str,
+        coll: &str,
+        meta: &serde_json::Map<String, Value>,
+        mut ops: Vec<Op>,
+    ) -> Result<Commit, DbError> {
+        let bytes = serde_json::to_vec(meta).map_err(|e| DbError::Storage(e.to_string()))?;
+        ops.push(Op::Put(coll_key(env, coll), bytes));
+        self.kv.apply(ops)?;
+        self.meta_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(self.kv.commit())
+    }
+
+    /// The names of the collections of `env`.
+    pub fn collections_names(&self, env: &str) -> Result<Vec<String>, DbError> {
+        let prefix = format!("c/{env}/");
+        let mut out = Vec::new();
+        self.kv.scan_prefix(prefix.as_bytes(), &mut |k, _| {
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(out)
+    }
+
+    // ---- indexes ------------------------------------------------------------------------
+
+    /// The indexes of `env/coll` (all states), from a cache kept per metadata epoch.
+    pub fn indexes(&self, env: &str, coll: &str) -> Result<Arc<Indexes>, DbError> {
+        let key = coll_id(env, coll);
+        let epoch = self.meta_epoch();
+        if let Some((seen, ixs)) = self.index_cache.read().ok().and_then(|m| m.get(&key).cloned()) {
+            if seen == epoch {
+                return Ok(ixs);
+            }
+        }
+        let ixs = Arc::new(Indexes::from_meta(env, coll, &self.collection_meta(env, coll)?)?);
+        if let Ok(mut m) = self.index_cache.write() {
+            m.retain(|_, (seen, _)| *seen == epoch);
+            m.insert(key, (epoch, ixs.clone()));
+        }
+        Ok(ixs)
+    }
+
+    /// Defines an index and starts building it in the background (`background == false`: builds
+    /// it before returning, for the CLI working on the data dir).
+    pub fn create_index(self: &Arc<Self>, env: &str, coll: &str, spec: &IndexSpec, background: bool) -> Result<IndexDef, DbError> {
+        let name = spec.validate()?;
+        let def = {
+            let lock = self.lock(&coll_id(env, coll))?;
+            let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+            let mut meta = self.collection_meta(env, coll)?;
+            let mut defs = index::build::defs_of(&meta)?;
+            if let Some(same) = defs.iter().find(|d| d.name == name || (d.fields == spec.fields && d.state != index::State::Dropping)) {
+                return Err(DbError::IndexExists(same.name.clone()));
+            }
+            if defs.len() >= index::MAX_INDEXES {
+                return Err(DbError::InvalidParam(format!("a collection has at most {} indexes", index::MAX_INDEXES)));
+            }
+            let def = IndexDef {
+                name,
+                id: super::documents::new_id(),
+                fields: spec.fields.clone(),
+                unique: spec.unique,
+                multikey: false,
+                state: index::State::Building,
+                done: 0,
+                total: 0,
+                cursor: None,
+                error: None,
+                created_at: now_ms(),
+            };
+            defs.push(def.clone());
+            meta.insert("indexes".into(), serde_json::to_value(&defs).map_err(|e| DbError::Storage(e.to_string()))?);
+            drop(self.apply_with_meta(env, coll, &meta, Vec::new())?);
+            def
+        };
+        if background {
+            index::build::spawn(self.clone(), env.to_string(), coll.to_string(), def.id.clone());
+        } else {
+            index::build::run(self, env, coll, &def.id)?;
+        }
+        Ok(def)
+    }
+
+    /// Stops using an index and deletes its entries in the background (`background == false`:
+    /// before returning).
+    pub fn drop_index(self: &Arc<Self>, env: &str, coll: &str, name: &str, background: bool) -> Result<(), DbError> {
+        let id = {
+            let lock = self.lock(&coll_id(env, coll))?;
+            let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+            let mut meta = self.collection_meta(env, coll)?;
+            let mut defs = index::build::defs_of(&meta)?;
+            let Some(def) = defs.iter_mut().find(|d| d.name == name && d.state != index::State::Dropping) else {
+                return Err(DbError::IndexNotExist(name.chars().take(128).collect()));
+            };
+            def.state = index::State::Dropping;
+            let id = def.id.clone();
+            meta.insert("indexes".into(), serde_json::to_value(&defs).map_err(|e| DbError::Storage(e.to_string()))?);
+            drop(self.apply_with_meta(env, coll, &meta, Vec::new())?);
+            id
+        };
+        if background {
+            index::build::spawn(self.clone(), env.to_string(), coll.to_string(), id);
+        } else {
+            index::build::run(self, env, coll, &id)?;
+        }
+        Ok(())
+    }
+
+    /// The indexes of `env/coll` with how many entries and bytes each holds.
+    pub fn list_indexes(&self, env: &str, coll: &str) -> Result<Vec<Value>, DbError> {
+        let ixs = self.indexes(env, coll)?;
+        let mut out = Vec::new();
+        for ix in ixs.list.iter().filter(|i| i.def.state != index::State::Dropping) {
+            let (mut entries, mut bytes) = (0u64, 0u64);
+            self.kv.scan_prefix(&ix.prefix, &mut |k, v| {
+                entries += 1;
+                bytes += (k.len() + v.len()) as u64;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            let mut v = serde_json::to_value(&ix.def).map_err(|e| DbError::Storage(e.to_string()))?;
+            if let Value::Object(m) = &mut v {
+                m.remove("id");
+                m.remove("cursor");
+                m.insert("entries".into(), entries.into());
+                m.insert("bytes".into(), bytes.into());
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
     /// Changes whenever any collection's metadata (rules, …) changes. Read it *before* reading
     /// the metadata a cache derives something from, and keep the derived value only while the
     /// epoch is unchanged.
@@ -237,7 +376,7 @@ impl Database {
         self.meta_epoch.load(Ordering::Acquire)
     }
 
-    fn collection_meta(&self, env: &str, coll: &str) -> Result<serde_json::Map<String, Value>, DbError> {
+    pub(super) fn collection_meta(&self, env: &str, coll: &str) -> Result<serde_json::Map<String, Value>, DbError> {
         let bytes = match validate_collection_name(coll) {
             Ok(()) => self.kv.get(&coll_key(env, coll))?,
             Err(_) => None,

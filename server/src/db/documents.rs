@@ -1,8 +1,10 @@
 //! Document operations: find, count, get by id, insert, update (merge, replace, upsert), remove.
 //!
-//! Reads scan the collection's key range (indexes arrive later) or do a point lookup when the filter
-//! pins `_id`. Writes hold the collection's write lock while they compute the whole change, apply
-//! it as one atomic batch, release the lock, and hand back a [`Commit`] for durability.
+//! Reads do a point lookup when the filter pins `_id`, else walk the entries of the index the
+//! planner picks (`index::plan`), else scan the collection's key range; every document is matched
+//! against the whole filter either way. Writes hold the collection's write lock while they compute
+//! the whole change — documents and index entries — apply it as one atomic batch, release the
+//! lock, and hand back a [`Commit`] for durability.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,9 @@ use serde_json::{Map, Value};
 
 use super::database::{coll_id, doc_key, doc_prefix, Database, Find};
 use super::kv::{Commit, Op, Visit};
-use super::query::Filter;
+use super::index::plan::{self, Plan};
+use super::index::{self, IndexWrites};
+use super::query::{Filter, Sort};
 use super::scan::{self, Fields};
 use super::update::{set_path, Update};
 use super::{value, DbError};
@@ -24,6 +28,20 @@ pub struct UpdateResult {
     pub matched: u64,
     pub updated: u64,
     pub upserted_id: Option<String>,
+}
+
+/// How a read reaches its documents.
+enum Access<'f> {
+    Id(&'f str),
+    Index(Plan),
+    Scan,
+}
+
+/// What a read examined (for `explain`).
+#[derive(Default)]
+struct Stats {
+    keys: u64,
+    docs: u64,
 }
 
 /// A stored document: its key, its JSON bytes and its parsed value (only the fields the scan
@@ -79,23 +97,51 @@ impl Database {
     /// Fails with `ResultTooLarge` rather than returning a truncated page.
     pub fn find(&self, env: &str, coll: &str, q: &Find) -> Result<Vec<Box<RawValue>>, DbError> {
         self.check_collection(env, coll)?;
+        let access = self.access(env, coll, &q.filter, &q.sort)?;
+        self.find_with(env, coll, q, &access).map(|(docs, _)| docs)
+    }
+
+    /// The plan `find` would use for `q`, run, with what it read (admins' `explain`).
+    pub fn explain(&self, env: &str, coll: &str, q: &Find) -> Result<Value, DbError> {
+        self.check_collection(env, coll)?;
+        let access = self.access(env, coll, &q.filter, &q.sort)?;
+        let plan = match &access {
+            Access::Id(id) => serde_json::json!({ "type": "id", "id": id }),
+            Access::Index(p) => {
+                let mut d = p.describe();
+                d["type"] = "index".into();
+                d
+            }
+            Access::Scan => serde_json::json!({ "type": "collectionScan" }),
+        };
+        let (docs, stats) = self.find_with(env, coll, q, &access)?;
+        Ok(serde_json::json!({
+            "plan": plan,
+            "keysExamined": stats.keys,
+            "docsExamined": stats.docs,
+            "returned": docs.len(),
+        }))
+    }
+
+    fn find_with(&self, env: &str, coll: &str, q: &Find, access: &Access<'_>) -> Result<(Vec<Box<RawValue>>, Stats), DbError> {
         let want = q.skip.saturating_add(q.limit);
         let mut fields = q.filter.fields();
         fields.extend(q.sort.fields());
         let mut page: Vec<Stored> = Vec::new();
-        if q.sort.is_empty() {
-            self.each_match(env, coll, &q.filter, Some(&fields), &mut |m| {
+        let in_order = q.sort.is_empty() || matches!(access, Access::Index(p) if p.sorted);
+        let stats = if in_order {
+            self.each_match(env, coll, &q.filter, access, Some(&fields), &mut |m| {
                 page.push(m.stored());
                 if page.len() >= want {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 }
-            })?;
+            })?
         } else {
             // keep memory at O(page): whenever twice the page has piled up, keep only the best page
             let shrink_at = want.saturating_mul(2).max(64);
-            self.each_match(env, coll, &q.filter, Some(&fields), &mut |m| {
+            let stats = self.each_match(env, coll, &q.filter, access, Some(&fields), &mut |m| {
                 page.push(m.stored());
                 if page.len() >= shrink_at {
                     q.sort.sort_vec(&mut page, |s| &s.doc, want);
@@ -103,7 +149,8 @@ impl Database {
                 ControlFlow::Continue(())
             })?;
             q.sort.sort_vec(&mut page, |s| &s.doc, want);
-        }
+            stats
+        };
         let mut total = 0usize;
         let mut out = Vec::with_capacity(page.len().saturating_sub(q.skip));
         for s in page.into_iter().skip(q.skip) {
@@ -119,13 +166,21 @@ impl Database {
             }
             out.push(RawValue::from_string(raw).map_err(|e| DbError::Storage(e.to_string()))?);
         }
-        Ok(out)
+        Ok((out, stats))
     }
 
+    /// How many documents match; an index that answers the whole filter counts its entries
+    /// without reading documents.
     pub fn count(&self, env: &str, coll: &str, filter: &Filter) -> Result<u64, DbError> {
         self.check_collection(env, coll)?;
+        let access = self.access(env, coll, filter, &Sort::new(Vec::new()))?;
+        if let Access::Index(plan) = &access {
+            if plan.exact {
+                return plan.count_entries(self.kv.as_ref());
+            }
+        }
         let mut n = 0;
-        self.each_match(env, coll, filter, Some(&filter.fields()), &mut |_| {
+        self.each_match(env, coll, filter, &access, Some(&filter.fields()), &mut |_| {
             n += 1;
             ControlFlow::Continue(())
         })?;
@@ -144,18 +199,20 @@ impl Database {
         }
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let indexes = self.indexes(env, coll)?;
+        let mut entries = IndexWrites::new(&indexes);
         let mut ops = Vec::with_capacity(prepared.len());
         let mut ids: Vec<String> = Vec::with_capacity(prepared.len());
-        for (id, bytes) in prepared {
+        for (id, doc, bytes) in prepared {
             let key = doc_key(env, coll, &id);
             if ids.contains(&id) || self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
             }
+            entries.change(&id, None, Some(&doc), &|k| self.kv.get(k))?;
             ops.push(Op::Put(key, bytes));
             ids.push(id);
         }
-        self.kv.apply(ops)?;
-        Ok((ids, self.kv.commit()))
+        Ok((ids, self.apply_write(env, coll, ops, entries)?))
     }
 
     /// Applies `update` to the first (`multi == false`) or every matching document, all or none.
@@ -177,9 +234,12 @@ impl Database {
             matched: targets.len() as u64,
             ..Default::default()
         };
+        let indexes = self.indexes(env, coll)?;
+        let mut entries = IndexWrites::new(&indexes);
         let mut ops = Vec::new();
         for t in targets {
-            let Value::Object(mut doc) = t.doc else {
+            let old = t.doc;
+            let Value::Object(mut doc) = old.clone() else {
                 return Err(DbError::Storage("stored document is not an object".into()));
             };
             let id = doc.get("_id").cloned();
@@ -194,14 +254,18 @@ impl Database {
             if doc.get("_id") != id.as_ref() {
                 return Err(DbError::InvalidCommand("_id cannot be updated".into()));
             }
-            ops.push(Op::Put(t.key, self.encode_checked(&Value::Object(doc))?));
+            let new = Value::Object(doc);
+            let id = id.as_ref().and_then(Value::as_str).unwrap_or_default();
+            entries.change(id, Some(&old), Some(&new), &|k| self.kv.get(k))?;
+            ops.push(Op::Put(t.key, self.encode_checked(&new)?));
         }
         if result.matched == 0 && upsert {
-            let (id, bytes) = self.prepare_new(self.upsert_document(filter, update)?)?;
+            let (id, doc, bytes) = self.prepare_new(self.upsert_document(filter, update)?)?;
             let key = doc_key(env, coll, &id);
             if self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
             }
+            entries.change(&id, None, Some(&doc), &|k| self.kv.get(k))?;
             ops.push(Op::Put(key, bytes));
             result.upserted_id = Some(id);
         }
@@ -209,8 +273,25 @@ impl Database {
         if ops.is_empty() {
             return Ok((result, Commit::none()));
         }
-        self.kv.apply(ops)?;
-        Ok((result, self.kv.commit()))
+        Ok((result, self.apply_write(env, coll, ops, entries)?))
+    }
+
+    /// Applies a write's document ops with its index entries, saving the definitions of indexes
+    /// that became multikey in the same batch. The caller holds the collection's write lock.
+    fn apply_write(&self, env: &str, coll: &str, mut ops: Vec<Op>, entries: IndexWrites<'_>) -> Result<Commit, DbError> {
+        let (entry_ops, became_multikey) = entries.into_parts();
+        ops.extend(entry_ops);
+        if became_multikey.is_empty() {
+            self.kv.apply(ops)?;
+            return Ok(self.kv.commit());
+        }
+        let mut meta = self.collection_meta(env, coll)?;
+        let mut defs = index::build::defs_of(&meta)?;
+        defs.iter_mut()
+            .filter(|d| became_multikey.contains(&d.id))
+            .for_each(|d| d.multikey = true);
+        meta.insert("indexes".into(), serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?);
+        self.apply_with_meta(env, coll, &meta, ops)
     }
 
     /// The document an upsert inserts when nothing matches: the query's equality fields with the
@@ -229,15 +310,23 @@ impl Database {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let indexes = self.indexes(env, coll)?;
         let fields = filter.fields();
-        let targets = self.targets(env, coll, filter, multi, Some(&fields))?;
-        let ops: Vec<Op> = targets.into_iter().map(|t| Op::Delete(t.key)).collect();
+        // index entries are computed from the whole document
+        let fields = if indexes.any_maintained() { None } else { Some(fields.as_slice()) };
+        let targets = self.targets(env, coll, filter, multi, fields)?;
+        let mut entries = IndexWrites::new(&indexes);
+        let mut ops = Vec::with_capacity(targets.len());
+        for t in targets {
+            let id = String::from_utf8_lossy(&t.key[doc_prefix(env, coll).len()..]).into_owned();
+            entries.change(&id, Some(&t.doc), None, &|k| self.kv.get(k))?;
+            ops.push(Op::Delete(t.key));
+        }
         let n = ops.len() as u64;
         if n == 0 {
             return Ok((0, Commit::none()));
         }
-        self.kv.apply(ops)?;
-        Ok((n, self.kv.commit()))
+        Ok((n, self.apply_write(env, coll, ops, entries)?))
     }
 
     fn targets(
@@ -249,7 +338,8 @@ impl Database {
         fields: Fields<'_>,
     ) -> Result<Vec<Stored>, DbError> {
         let mut out = Vec::new();
-        self.each_match(env, coll, filter, fields, &mut |m| {
+        let access = self.access(env, coll, filter, &Sort::new(Vec::new()))?;
+        self.each_match(env, coll, filter, &access, fields, &mut |m| {
             out.push(m.stored());
             if multi {
                 ControlFlow::Continue(())
@@ -260,36 +350,63 @@ impl Database {
         Ok(out)
     }
 
-    /// Calls `visit` with every stored document the filter matches, in `_id` order (a point lookup
-    /// when the filter pins `_id`), decoding only `fields` (the filter's own fields must be among
-    /// them; `None` = everything), until `visit` breaks.
+    /// How a read reaches its documents: the `_id` the filter pins, an index, or a full scan.
+    fn access<'f>(&self, env: &str, coll: &str, filter: &'f Filter, sort: &Sort) -> Result<Access<'f>, DbError> {
+        if let Some(id) = filter.id_equals() {
+            return Ok(Access::Id(id));
+        }
+        let indexes = self.indexes(env, coll)?;
+        Ok(match plan::choose(&indexes, filter, sort) {
+            Some(p) => Access::Index(p),
+            None => Access::Scan,
+        })
+    }
+
+    /// Calls `visit` with every stored document the filter matches, in the order of `access`
+    /// (`_id` order for a scan, the index's order for an index), decoding only `fields` (the
+    /// filter's own fields must be among them; `None` = everything), until `visit` breaks.
     fn each_match(
         &self,
         env: &str,
         coll: &str,
         filter: &Filter,
+        access: &Access<'_>,
         fields: Fields<'_>,
         visit: &mut dyn FnMut(Match<'_>) -> ControlFlow<()>,
-    ) -> Result<(), DbError> {
+    ) -> Result<Stats, DbError> {
+        let mut stats = Stats::default();
         let mut on_pair = |key: &[u8], bytes: &[u8]| -> Visit {
+            stats.docs += 1;
             let doc = scan::decode(bytes, fields).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
             if !filter.matches(&doc) {
                 return Ok(ControlFlow::Continue(()));
             }
             Ok(visit(Match { key, bytes, doc }))
         };
-        if let Some(id) = filter.id_equals() {
-            let key = doc_key(env, coll, id);
-            if let Some(bytes) = self.kv.get(&key)? {
-                let _ = on_pair(&key, &bytes)?; // one document: nothing after it to stop
+        match access {
+            Access::Id(id) => {
+                let key = doc_key(env, coll, id);
+                if let Some(bytes) = self.kv.get(&key)? {
+                    let _ = on_pair(&key, &bytes)?; // one document: nothing after it to stop
+                }
             }
-            return Ok(());
+            Access::Index(plan) => {
+                let keys = plan.scan(self.kv.as_ref(), &mut |id| {
+                    let key = doc_key(env, coll, id);
+                    match self.kv.get(&key)? {
+                        Some(bytes) => on_pair(&key, &bytes),
+                        None => Ok(ControlFlow::Continue(())),
+                    }
+                })?;
+                stats.keys = keys;
+            }
+            Access::Scan => self.kv.scan_prefix(&doc_prefix(env, coll), &mut on_pair)?,
         }
-        self.kv.scan_prefix(&doc_prefix(env, coll), &mut on_pair)
+        Ok(stats)
     }
 
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.
-    fn prepare_new(&self, doc: Value) -> Result<(String, Vec<u8>), DbError> {
+    fn prepare_new(&self, doc: Value) -> Result<(String, Value, Vec<u8>), DbError> {
         let Value::Object(fields) = self.normalize(doc)? else {
             return Err(DbError::InvalidParam("a document must be a JSON object".into()));
         };
@@ -306,7 +423,7 @@ impl Database {
         doc.extend(fields.into_iter().filter(|(k, _)| k != "_id"));
         let doc = Value::Object(doc);
         let bytes = self.encode_checked(&doc)?;
-        Ok((id, bytes))
+        Ok((id, doc, bytes))
     }
 
     /// Checks field names, depth and size of a document about to be stored; returns its bytes.

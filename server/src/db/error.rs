@@ -26,6 +26,12 @@ pub enum DbError {
     DocumentNotExist(String),
     #[error("a document with _id `{0}` already exists")]
     DuplicateId(String),
+    #[error("index `{index}` is unique and already holds {value}")]
+    DuplicateKey { index: String, value: String },
+    #[error("an index named `{0}` (or one on the same fields) already exists")]
+    IndexExists(String),
+    #[error("index `{0}` does not exist")]
+    IndexNotExist(String),
     #[error("document is {size} bytes, more than the maximum of {max} bytes")]
     DocumentTooLarge { size: usize, max: usize },
     #[error("the result is larger than {0} bytes; narrow the query, lower limit or project fewer fields")]
@@ -49,7 +55,9 @@ impl DbError {
             DbError::CollectionNotExist(_) => Code::CollectionNotExist,
             DbError::CollectionExists(_) => Code::CollectionExists,
             DbError::DocumentNotExist(_) => Code::DocumentNotExist,
-            DbError::DuplicateId(_) => Code::DuplicateId,
+            DbError::DuplicateId(_) | DbError::DuplicateKey { .. } => Code::DuplicateId,
+            DbError::IndexExists(_) => Code::IndexExists,
+            DbError::IndexNotExist(_) => Code::IndexNotExist,
             DbError::DocumentTooLarge { .. } => Code::DocumentTooLarge,
             DbError::ResultTooLarge(_) => Code::ResultTooLarge,
             DbError::Closed => Code::Unavailable,

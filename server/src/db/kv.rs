@@ -29,6 +29,15 @@ pub trait Kv: Send + Sync {
     /// Calls `visit` with every pair whose key starts with `prefix`, in key order, until it breaks.
     /// The slices are borrowed from the store: a scan copies only what the visitor keeps.
     fn scan_prefix(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit) -> Result<(), DbError>;
+    /// Calls `visit` with every pair with `start <= key < end`, in key order (descending when
+    /// `reverse`), until it breaks.
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+    ) -> Result<(), DbError>;
     /// Resolves once everything applied before the call is durable.
     fn commit(&self) -> Commit;
     /// Makes everything durable now (shutdown).

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::db::value::{as_date, compare};
 use crate::db::DbError;
-use node::{Node, Path, Test};
+use node::{CmpOp, Node, Path, Test};
 use parse::{is_operator_object, parse_operators, parse_query, Target};
 
 /// A compiled query; cheap to evaluate against many documents.
@@ -72,6 +72,117 @@ impl Filter {
     /// True if the filter matches every document.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// The filter as a conjunction of conditions on dot paths, for the index planner: the
+    /// conditions an index can serve, and whether those are all there is (`false` when some part —
+    /// `$or`, `$not`, `$exists`, an array or object operand, … — is left for the documents).
+    pub fn conjuncts(&self) -> (Vec<Conjunct<'_>>, bool) {
+        fn collect<'a>(nodes: &'a [Node], out: &mut Vec<Conjunct<'a>>) -> bool {
+            let mut all = true;
+            for n in nodes {
+                match n {
+                    Node::And(inner) => all &= collect(inner, out),
+                    Node::Field(path, test) => match Pred::of(test) {
+                        Some(pred) => out.push(Conjunct { path: path.raw(), pred }),
+                        None => all = false,
+                    },
+                    _ => all = false,
+                }
+            }
+            all
+        }
+        let mut out = Vec::new();
+        let all = collect(&self.nodes, &mut out);
+        (out, all)
+    }
+}
+
+/// A condition on one dot path that an index can serve.
+pub struct Conjunct<'a> {
+    pub path: &'a str,
+    pub pred: Pred<'a>,
+}
+
+/// The index-servable conditions. Operands are scalars (null, number, string, boolean, date):
+/// an index holds array elements, not arrays, and other operands are left to the documents.
+pub enum Pred<'a> {
+    Eq(&'a Value),
+    /// `$in`: any of these values.
+    In(Vec<Value>),
+    /// `$gt`/`$gte` (`inclusive`) when `lower`, else `$lt`/`$lte`: same-type values beyond the operand.
+    Bound {
+        lower: bool,
+        inclusive: bool,
+        value: &'a Value,
+    },
+    /// A regex that only matches strings starting with this literal.
+    Prefix(String),
+}
+
+impl<'a> Pred<'a> {
+    fn of(test: &'a Test) -> Option<Pred<'a>> {
+        let scalar = |v: &Value| !matches!(v, Value::Array(_)) && (!v.is_object() || as_date(v).is_some());
+        match test {
+            Test::Eq(v) if scalar(v) => Some(Pred::Eq(v)),
+            Test::Cmp(op, v) if scalar(v) => Some(Pred::Bound {
+                lower: matches!(op, CmpOp::Gt | CmpOp::Gte),
+                inclusive: matches!(op, CmpOp::Gte | CmpOp::Lte),
+                value: v,
+            }),
+            Test::In(list) if list.regexes.is_empty() && list.others.iter().all(scalar) => {
+                let mut values: Vec<Value> = list.strings.iter().cloned().map(Value::String).collect();
+                values.extend(list.others.iter().cloned());
+                if list.has_null {
+                    values.push(Value::Null);
+                }
+                Some(Pred::In(values))
+            }
+            Test::Regex(re) => literal_prefix(re.as_str()).map(Pred::Prefix),
+            _ => None,
+        }
+    }
+}
+
+/// The literal every match of `pattern` starts with, if the pattern is anchored (`^abc…`), has no
+/// flags and no alternation; `None` when unsure.
+fn literal_prefix(pattern: &str) -> Option<String> {
+    let rest = pattern.strip_prefix('^')?;
+    if pattern.contains('|') {
+        return None;
+    }
+    let mut prefix = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if "\\.+*?()[]{}^$".contains(c) {
+            break;
+        }
+        // a quantifier after a character makes that character optional
+        if chars.peek().is_some_and(|n| "*?{".contains(*n)) {
+            break;
+        }
+        prefix.push(c);
+    }
+    (!prefix.is_empty()).then_some(prefix)
+}
+
+/// A dot path as documents are indexed by it.
+pub struct DotPath(Path);
+
+impl DotPath {
+    pub fn parse(raw: &str) -> DotPath {
+        DotPath(Path::parse(raw))
+    }
+
+    /// Every value the path reaches in `doc`, as a query on it sees them: `None` for a missing
+    /// value, arrays as they are (their elements are what `Eq`/`$in`/ranges test).
+    pub fn values<'a>(&self, doc: &'a Value) -> Vec<Option<&'a Value>> {
+        let mut out = Vec::new();
+        self.0.any(doc, &mut |v| {
+            out.push(v);
+            false
+        });
+        out
     }
 }
 
@@ -164,6 +275,11 @@ impl Sort {
 
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
+    }
+
+    /// The dot paths and directions, in order.
+    pub fn keys(&self) -> impl Iterator<Item = (&str, Direction)> {
+        self.fields.iter().map(|(p, d)| (p.raw(), *d))
     }
 
     /// The top-level fields the sort reads.

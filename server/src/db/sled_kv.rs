@@ -180,6 +180,37 @@ impl Kv for SledKv {
         Ok(())
     }
 
+    fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Visit,
+    ) -> Result<(), DbError> {
+        if start >= end {
+            return Ok(());
+        }
+        let range = self.tree.range(start..end);
+        let mut each = |pair: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, DbError> {
+            let (k, v) = pair.map_err(storage)?;
+            Ok(visit(&k, &v)?.is_break())
+        };
+        if reverse {
+            for pair in range.rev() {
+                if each(pair)? {
+                    break;
+                }
+            }
+        } else {
+            for pair in range {
+                if each(pair)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn commit(&self) -> Commit {
         let (tx, rx) = oneshot::channel();
         match &self.committer {

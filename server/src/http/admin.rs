@@ -50,7 +50,7 @@ pub fn admin_error(rid: &RequestId, e: &ApiError) -> HttpResponse {
     }))
 }
 
-pub(super) async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
+pub async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
     let err = ApiError::new(
         Code::MethodNotAllowed,
         format!("{} is not allowed on {}", req.method(), req.path()),

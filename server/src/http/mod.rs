@@ -2,6 +2,7 @@
 //! Handlers parse, call the domain, and shape the reply for their client; no domain logic here.
 
 pub mod admin;
+pub mod admin_indexes;
 pub mod auth_api;
 pub mod auth_providers;
 pub mod cloudapi;
@@ -149,6 +150,7 @@ pub fn build_app(
         .configure(gateway::routes)
         .configure(cloudapi::routes)
         .configure(admin::routes)
+        .configure(admin_indexes::routes)
         .configure(auth_api::routes)
         .configure(auth_providers::routes)
         .default_service(web::to(not_found))

@@ -334,23 +334,32 @@ fn regex_operand(pattern: &Value, options: &str) -> Result<Regex, DbError> {
     compile_regex(pattern, options)
 }
 
-/// Compiles a MongoDB-style regex with options i, m, s, x (u and g are accepted and ignored).
+/// Compiles a MongoDB-style regex with options i, m, s, x (u and g are accepted and ignored). The
+/// options become inline flags, so the compiled pattern says everything about what it matches (the
+/// index planner reads a literal prefix off it).
 fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
-    let mut b = RegexBuilder::new(pattern);
+    let mut flags = String::new();
+    for c in options.chars() {
+        match c {
+            'i' | 'm' | 's' | 'x' => {
+                if !flags.contains(c) {
+                    flags.push(c);
+                }
+            }
+            // `u` is implied; `g` (from a JS RegExp's flags) means nothing for a match test
+            'u' | 'g' => {}
+            other => return Err(DbError::InvalidRegex(format!("unknown regex option `{other}`"))),
+        }
+    }
+    let full = if flags.is_empty() {
+        pattern.to_string()
+    } else {
+        format!("(?{flags}){pattern}")
+    };
+    let mut b = RegexBuilder::new(&full);
     b.size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
         .nest_limit(64);
-    for c in options.chars() {
-        match c {
-            'i' => b.case_insensitive(true),
-            'm' => b.multi_line(true),
-            's' => b.dot_matches_new_line(true),
-            'x' => b.ignore_whitespace(true),
-            // `u` is implied; `g` (from a JS RegExp's flags) means nothing for a match test
-            'u' | 'g' => &mut b,
-            other => return Err(DbError::InvalidRegex(format!("unknown regex option `{other}`"))),
-        };
-    }
     b.build().map_err(|e| {
         let mut msg = e.to_string();
         if msg.len() > 500 {

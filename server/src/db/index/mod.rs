@@ -1,0 +1,365 @@
+//! Secondary indexes: their definitions (kept in the collection's metadata), the entries a document
+//! gives each index, keeping entries in step with every write (unique indexes refuse violations),
+//! the planner (`plan.rs`) and background builds and drops (`build.rs`).
+//!
+//! An entry is `x/{env}/{coll}/{index id}/{encoded values}{_id}` → `_id` (unique indexes leave the
+//! `_id` out of the key, so one value has one key). Values are encoded by `keys.rs` so key order is
+//! value order; a missing field is indexed as null, and an array gives one entry per element
+//! (a *multikey* index, like MongoDB's). A compound index over two array fields of one document is
+//! refused, as MongoDB refuses "parallel arrays".
+
+pub(super) mod build;
+pub mod keys;
+pub mod plan;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::query::DotPath;
+use super::DbError;
+use crate::db::kv::Op;
+
+pub use build::resume;
+
+/// Most fields in one compound index.
+pub const MAX_FIELDS: usize = 8;
+/// Most indexes on one collection.
+pub const MAX_INDEXES: usize = 32;
+/// Most entries one document may give one index (array elements × compound fields).
+const MAX_ENTRIES_PER_DOC: usize = 1000;
+
+/// One field of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexField {
+    pub field: String,
+    /// `asc` or `desc`.
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Entries are being written for the existing documents; new writes already maintain it, the
+    /// planner does not use it yet.
+    Building,
+    Ready,
+    /// The build stopped (a unique index met a duplicate); the index is not used. Drop it.
+    Failed,
+    /// Its entries are being deleted.
+    Dropping,
+}
+
+/// An index as stored in the collection's metadata (`indexes` array) and shown to admins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexDef {
+    pub name: String,
+    /// The storage id of its entries (a dropped and re-created index never sees old entries).
+    pub id: String,
+    pub fields: Vec<IndexField>,
+    pub unique: bool,
+    /// Some document gave it more than one entry (an array field).
+    #[serde(default)]
+    pub multikey: bool,
+    pub state: State,
+    /// Build progress: documents done, and how many there were when the build started.
+    #[serde(default)]
+    pub done: u64,
+    #[serde(default)]
+    pub total: u64,
+    /// The last `_id` the build has indexed (a restarted build goes on from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: i64,
+}
+
+/// What an admin asks for.
+#[derive(Debug, Clone)]
+pub struct IndexSpec {
+    pub fields: Vec<IndexField>,
+    pub unique: bool,
+    pub name: Option<String>,
+}
+
+impl IndexSpec {
+    /// Parses `FIELD[:desc],…` (`:asc`, `:1`, `:-1` accepted too).
+    pub fn parse_fields(s: &str) -> Result<Vec<IndexField>, DbError> {
+        s.split(',')
+            .map(|part| {
+                let (field, dir) = part.trim().split_once(':').unwrap_or((part.trim(), "asc"));
+                let direction = match dir {
+                    "asc" | "1" => Direction::Asc,
+                    "desc" | "-1" => Direction::Desc,
+                    other => {
+                        return Err(DbError::InvalidParam(format!(
+                            "index direction `{}` is not `asc` or `desc`",
+                            other.chars().take(32).collect::<String>()
+                        )))
+                    }
+                };
+                Ok(IndexField {
+                    field: field.to_string(),
+                    direction,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks the fields and names the index (`field_1_other_-1` unless named).
+    pub fn validate(&self) -> Result<String, DbError> {
+        let bad = |m: String| Err(DbError::InvalidParam(m));
+        if self.fields.is_empty() || self.fields.len() > MAX_FIELDS {
+            return bad(format!("an index has 1 to {MAX_FIELDS} fields"));
+        }
+        let mut seen = HashSet::new();
+        for f in &self.fields {
+            let ok = !f.field.is_empty()
+                && f.field.len() <= 256
+                && !f.field.starts_with('$')
+                && f.field.split('.').all(|s| !s.is_empty() && !s.starts_with('$'))
+                && !f.field.chars().any(char::is_control);
+            if !ok {
+                return bad(format!(
+                    "`{}` is not a field path (dot-separated names, none empty or starting with `$`)",
+                    f.field.chars().take(64).collect::<String>()
+                ));
+            }
+            if !seen.insert(f.field.as_str()) {
+                return bad(format!("field `{}` appears twice in the index", f.field));
+            }
+        }
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => self
+                .fields
+                .iter()
+                .map(|f| format!("{}_{}", f.field, if f.direction == Direction::Asc { "1" } else { "-1" }))
+                .collect::<Vec<_>>()
+                .join("_"),
+        };
+        let name_ok = !name.is_empty()
+            && name.len() <= 128
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+        if !name_ok {
+            return bad("an index name is 1-128 characters: letters, digits, `_`, `-`, `.`".into());
+        }
+        Ok(name)
+    }
+}
+
+/// An index ready to compute entries.
+pub struct Index {
+    pub def: IndexDef,
+    paths: Vec<DotPath>,
+    /// `x/{env}/{coll}/{id}/`
+    pub prefix: Vec<u8>,
+}
+
+impl Index {
+    pub fn new(env: &str, coll: &str, def: IndexDef) -> Index {
+        Index {
+            paths: def.fields.iter().map(|f| DotPath::parse(&f.field)).collect(),
+            prefix: entries_prefix(env, coll, &def.id),
+            def,
+        }
+    }
+
+    /// Whether writes keep its entries.
+    pub fn maintained(&self) -> bool {
+        matches!(self.def.state, State::Building | State::Ready)
+    }
+
+    /// The keys `doc` gives this index (sorted, no duplicates), and whether it took more than one
+    /// value of a field (an array).
+    pub fn keys(&self, id: &str, doc: &Value) -> Result<(Vec<Vec<u8>>, bool), DbError> {
+        let mut tuples: Vec<Vec<u8>> = vec![self.prefix.clone()];
+        let mut multi_field: Option<&str> = None;
+        let mut multikey = false;
+        for (path, f) in self.paths.iter().zip(&self.def.fields) {
+            let reached = path.values(doc);
+            let mut values: Vec<Option<&Value>> = Vec::with_capacity(reached.len());
+            for v in reached.iter().copied() {
+                match v {
+                    Some(Value::Array(items)) => {
+                        multikey = true;
+                        if items.is_empty() {
+                            values.push(v);
+                        } else {
+                            values.extend(items.iter().map(Some));
+                        }
+                    }
+                    other => values.push(other),
+                }
+            }
+            if reached.len() > 1 {
+                multikey = true;
+            }
+            if values.len() > 1 {
+                if let Some(other) = multi_field {
+                    return Err(DbError::InvalidParam(format!(
+                        "index `{}` cannot index parallel arrays: `{other}` and `{}` are both arrays in document `{id}`",
+                        self.def.name, f.field
+                    )));
+                }
+                multi_field = Some(&f.field);
+            }
+            let mut next = Vec::with_capacity(tuples.len() * values.len().max(1));
+            for t in &tuples {
+                for v in values.iter().copied() {
+                    let mut k = t.clone();
+                    match f.direction {
+                        Direction::Asc => keys::encode(v, &mut k),
+                        Direction::Desc => keys::encode_desc(v, &mut k),
+                    }
+                    next.push(k);
+                }
+            }
+            if next.len() > MAX_ENTRIES_PER_DOC {
+                return Err(DbError::InvalidParam(format!(
+                    "document `{id}` would give index `{}` more than {MAX_ENTRIES_PER_DOC} entries",
+                    self.def.name
+                )));
+            }
+            tuples = next;
+        }
+        if !self.def.unique {
+            tuples.iter_mut().for_each(|k| k.extend_from_slice(id.as_bytes()));
+        }
+        tuples.sort_unstable();
+        tuples.dedup();
+        Ok((tuples, multikey))
+    }
+
+    /// The field values of `doc` this index holds, for messages (`{"email": "a@b.c"}`).
+    fn describe(&self, doc: &Value) -> String {
+        let mut m = serde_json::Map::new();
+        for (path, f) in self.paths.iter().zip(&self.def.fields) {
+            let v = path.values(doc).into_iter().next().flatten().cloned().unwrap_or(Value::Null);
+            m.insert(f.field.clone(), v);
+        }
+        let s = Value::Object(m).to_string();
+        if s.len() > 200 {
+            format!("{}…", s.chars().take(200).collect::<String>())
+        } else {
+            s
+        }
+    }
+}
+
+pub fn entries_prefix(env: &str, coll: &str, id: &str) -> Vec<u8> {
+    format!("x/{env}/{coll}/{id}/").into_bytes()
+}
+
+/// The indexes of one collection.
+#[derive(Default)]
+pub struct Indexes {
+    pub list: Vec<Arc<Index>>,
+}
+
+impl Indexes {
+    pub fn from_meta(env: &str, coll: &str, meta: &serde_json::Map<String, Value>) -> Result<Indexes, DbError> {
+        let defs = build::defs_of(meta)?;
+        Ok(Indexes {
+            list: defs.into_iter().map(|d| Arc::new(Index::new(env, coll, d))).collect(),
+        })
+    }
+
+    /// Whether any write has entries to keep.
+    pub fn any_maintained(&self) -> bool {
+        self.list.iter().any(|i| i.maintained())
+    }
+}
+
+/// The index side of one write: entry puts and deletes, unique checks, and which indexes became
+/// multikey (their definitions must be saved with the write).
+pub struct IndexWrites<'a> {
+    indexes: &'a Indexes,
+    ops: Vec<Op>,
+    /// Unique keys this write takes, with the `_id` taking them.
+    claimed: HashMap<Vec<u8>, String>,
+    /// Keys this write frees.
+    freed: HashSet<Vec<u8>>,
+    /// Ids of indexes that became multikey.
+    became_multikey: Vec<String>,
+}
+
+impl<'a> IndexWrites<'a> {
+    pub fn new(indexes: &'a Indexes) -> IndexWrites<'a> {
+        IndexWrites {
+            indexes,
+            ops: Vec::new(),
+            claimed: HashMap::new(),
+            freed: HashSet::new(),
+            became_multikey: Vec::new(),
+        }
+    }
+
+    /// Records the change of document `id` from `old` to `new` (`None`: absent). `existing` looks
+    /// up who holds a unique key in the store now.
+    pub fn change(
+        &mut self,
+        id: &str,
+        old: Option<&Value>,
+        new: Option<&Value>,
+        existing: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, DbError>,
+    ) -> Result<(), DbError> {
+        for ix in self.indexes.list.iter().filter(|i| i.maintained()) {
+            let old_keys = match old {
+                Some(d) => ix.keys(id, d)?.0,
+                None => Vec::new(),
+            };
+            let (new_keys, multikey) = match new {
+                Some(d) => ix.keys(id, d)?,
+                None => (Vec::new(), false),
+            };
+            if multikey && !ix.def.multikey && !self.became_multikey.contains(&ix.def.id) {
+                self.became_multikey.push(ix.def.id.clone());
+            }
+            for k in old_keys.iter().filter(|k| new_keys.binary_search(k).is_err()) {
+                self.ops.push(Op::Delete(k.clone()));
+                if ix.def.unique {
+                    self.claimed.remove(k);
+                    self.freed.insert(k.clone());
+                }
+            }
+            for k in new_keys.iter().filter(|k| old_keys.binary_search(k).is_err()) {
+                if ix.def.unique {
+                    let holder = match self.claimed.get(k) {
+                        Some(holder) => Some(holder.clone()),
+                        None if self.freed.contains(k) => None,
+                        None => existing(k)?.map(|v| String::from_utf8_lossy(&v).into_owned()),
+                    };
+                    if holder.is_some_and(|h| h != id) {
+                        return Err(DbError::DuplicateKey {
+                            index: ix.def.name.clone(),
+                            value: new.map(|d| ix.describe(d)).unwrap_or_default(),
+                        });
+                    }
+                    self.freed.remove(k);
+                    self.claimed.insert(k.clone(), id.to_string());
+                }
+                self.ops.push(Op::Put(k.clone(), id.as_bytes().to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The entry ops, and the ids of the indexes that became multikey (their definitions must be
+    /// saved in the same batch).
+    pub fn into_parts(self) -> (Vec<Op>, Vec<String>) {
+        (self.ops, self.became_multikey)
+    }
+}
