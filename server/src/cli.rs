@@ -98,16 +98,21 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
 /// the data dir itself (a build then runs to the end before the command returns).
 fn index(dir: &Path, cmd: &IndexCommand) -> Result<String, String> {
     let (env, coll) = match cmd {
-        IndexCommand::Create { env, coll, .. } | IndexCommand::List { env, coll } | IndexCommand::Drop { env, coll, .. } => {
-            (env, coll)
-        }
+        IndexCommand::Create { env, coll, .. }
+        | IndexCommand::List { env, coll }
+        | IndexCommand::Drop { env, coll, .. } => (env, coll),
     };
     database::validate_env_name(env).map_err(|e| e.to_string())?;
     database::validate_collection_name(coll).map_err(|e| e.to_string())?;
     let base_path = format!("/admin/v1/envs/{env}/collections/{coll}/indexes");
     let err = |e: crate::db::DbError| e.to_string();
     match (cmd, target(dir)?) {
-        (IndexCommand::Create { fields, unique, name, .. }, target) => {
+        (
+            IndexCommand::Create {
+                fields, unique, name, ..
+            },
+            target,
+        ) => {
             let spec = IndexSpec {
                 fields: IndexSpec::parse_fields(fields).map_err(err)?,
                 unique: *unique,
@@ -123,17 +128,25 @@ fn index(dir: &Path, cmd: &IndexCommand) -> Result<String, String> {
                     let def = db.create_index(env, coll, &spec, false).map_err(err)?;
                     db.flush().map_err(err)?;
                     let now = db.list_indexes(env, coll).map_err(err)?;
-                    now.into_iter().find(|i| i["name"] == def.name.as_str()).unwrap_or(Value::Null)
+                    now.into_iter()
+                        .find(|i| i["name"] == def.name.as_str())
+                        .unwrap_or(Value::Null)
                 }
             };
-            Ok(format!("index {} on {env}/{coll}: {}", def["name"].as_str().unwrap_or_default(), index_line(&def)))
+            Ok(format!(
+                "index {} on {env}/{coll}: {}",
+                def["name"].as_str().unwrap_or_default(),
+                index_line(&def)
+            ))
         }
         (IndexCommand::List { .. }, target) => {
             let list = match target {
                 Target::Remote(base) => remote(&base, "GET", &base_path, None)?["indexes"].clone(),
                 Target::Local(db) => json!(db.list_indexes(env, coll).map_err(err)?),
             };
-            Ok(lines(&list, |i| format!("{}\t{}", i["name"].as_str().unwrap_or_default(), index_line(i))))
+            Ok(lines(&list, |i| {
+                format!("{}\t{}", i["name"].as_str().unwrap_or_default(), index_line(i))
+            }))
         }
         (IndexCommand::Drop { name, .. }, target) => {
             match target {
@@ -157,12 +170,23 @@ fn index_line(i: &Value) -> String {
         .as_array()
         .map(|f| {
             f.iter()
-                .map(|f| format!("{}:{}", f["field"].as_str().unwrap_or_default(), f["direction"].as_str().unwrap_or_default()))
+                .map(|f| {
+                    format!(
+                        "{}:{}",
+                        f["field"].as_str().unwrap_or_default(),
+                        f["direction"].as_str().unwrap_or_default()
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(",")
         })
         .unwrap_or_default();
-    let mut out = format!("{fields}\t{}\t{}/{}", i["state"].as_str().unwrap_or_default(), i["done"], i["total"]);
+    let mut out = format!(
+        "{fields}\t{}\t{}/{}",
+        i["state"].as_str().unwrap_or_default(),
+        i["done"],
+        i["total"]
+    );
     if i["unique"] == true {
         out.push_str("\tunique");
     }

@@ -14,11 +14,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::index::{self, IndexDef, IndexSpec, Indexes};
 use super::kv::{Commit, Kv, Op};
 use super::projection::Projection;
 use super::query::{Direction, Filter, Sort};
 use super::sled_kv::SledKv;
-use super::index::{self, IndexDef, IndexSpec, Indexes};
 use super::update::Update;
 use super::{value, DbError};
 
@@ -282,18 +282,30 @@ impl Database {
 
     /// Defines an index and starts building it in the background (`background == false`: builds
     /// it before returning, for the CLI working on the data dir).
-    pub fn create_index(self: &Arc<Self>, env: &str, coll: &str, spec: &IndexSpec, background: bool) -> Result<IndexDef, DbError> {
+    pub fn create_index(
+        self: &Arc<Self>,
+        env: &str,
+        coll: &str,
+        spec: &IndexSpec,
+        background: bool,
+    ) -> Result<IndexDef, DbError> {
         let name = spec.validate()?;
         let def = {
             let lock = self.lock(&coll_id(env, coll))?;
             let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
             let mut meta = self.collection_meta(env, coll)?;
             let mut defs = index::build::defs_of(&meta)?;
-            if let Some(same) = defs.iter().find(|d| d.name == name || (d.fields == spec.fields && d.state != index::State::Dropping)) {
+            if let Some(same) = defs
+                .iter()
+                .find(|d| d.name == name || (d.fields == spec.fields && d.state != index::State::Dropping))
+            {
                 return Err(DbError::IndexExists(same.name.clone()));
             }
             if defs.len() >= index::MAX_INDEXES {
-                return Err(DbError::InvalidParam(format!("a collection has at most {} indexes", index::MAX_INDEXES)));
+                return Err(DbError::InvalidParam(format!(
+                    "a collection has at most {} indexes",
+                    index::MAX_INDEXES
+                )));
             }
             let def = IndexDef {
                 name,
@@ -309,7 +321,10 @@ impl Database {
                 created_at: now_ms(),
             };
             defs.push(def.clone());
-            meta.insert("indexes".into(), serde_json::to_value(&defs).map_err(|e| DbError::Storage(e.to_string()))?);
+            meta.insert(
+                "indexes".into(),
+                serde_json::to_value(&defs).map_err(|e| DbError::Storage(e.to_string()))?,
+            );
             drop(self.apply_with_meta(env, coll, &meta, Vec::new())?);
             def
         };
@@ -329,12 +344,18 @@ impl Database {
             let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
             let mut meta = self.collection_meta(env, coll)?;
             let mut defs = index::build::defs_of(&meta)?;
-            let Some(def) = defs.iter_mut().find(|d| d.name == name && d.state != index::State::Dropping) else {
+            let Some(def) = defs
+                .iter_mut()
+                .find(|d| d.name == name && d.state != index::State::Dropping)
+            else {
                 return Err(DbError::IndexNotExist(name.chars().take(128).collect()));
             };
             def.state = index::State::Dropping;
             let id = def.id.clone();
-            meta.insert("indexes".into(), serde_json::to_value(&defs).map_err(|e| DbError::Storage(e.to_string()))?);
+            meta.insert(
+                "indexes".into(),
+                serde_json::to_value(&defs).map_err(|e| DbError::Storage(e.to_string()))?,
+            );
             drop(self.apply_with_meta(env, coll, &meta, Vec::new())?);
             id
         };

@@ -14,9 +14,9 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::database::{coll_id, doc_key, doc_prefix, Database, Find};
-use super::kv::{Commit, Op, Visit};
 use super::index::plan::{self, Plan};
 use super::index::{self, IndexWrites};
+use super::kv::{Commit, Op, Visit};
 use super::query::{Filter, Sort};
 use super::scan::{self, Fields};
 use super::update::{set_path, Update};
@@ -123,7 +123,13 @@ impl Database {
         }))
     }
 
-    fn find_with(&self, env: &str, coll: &str, q: &Find, access: &Access<'_>) -> Result<(Vec<Box<RawValue>>, Stats), DbError> {
+    fn find_with(
+        &self,
+        env: &str,
+        coll: &str,
+        q: &Find,
+        access: &Access<'_>,
+    ) -> Result<(Vec<Box<RawValue>>, Stats), DbError> {
         let want = q.skip.saturating_add(q.limit);
         let mut fields = q.filter.fields();
         fields.extend(q.sort.fields());
@@ -278,7 +284,13 @@ impl Database {
 
     /// Applies a write's document ops with its index entries, saving the definitions of indexes
     /// that became multikey in the same batch. The caller holds the collection's write lock.
-    fn apply_write(&self, env: &str, coll: &str, mut ops: Vec<Op>, entries: IndexWrites<'_>) -> Result<Commit, DbError> {
+    fn apply_write(
+        &self,
+        env: &str,
+        coll: &str,
+        mut ops: Vec<Op>,
+        entries: IndexWrites<'_>,
+    ) -> Result<Commit, DbError> {
         let (entry_ops, became_multikey) = entries.into_parts();
         ops.extend(entry_ops);
         if became_multikey.is_empty() {
@@ -290,7 +302,10 @@ impl Database {
         defs.iter_mut()
             .filter(|d| became_multikey.contains(&d.id))
             .for_each(|d| d.multikey = true);
-        meta.insert("indexes".into(), serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?);
+        meta.insert(
+            "indexes".into(),
+            serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?,
+        );
         self.apply_with_meta(env, coll, &meta, ops)
     }
 
@@ -313,7 +328,11 @@ impl Database {
         let indexes = self.indexes(env, coll)?;
         let fields = filter.fields();
         // index entries are computed from the whole document
-        let fields = if indexes.any_maintained() { None } else { Some(fields.as_slice()) };
+        let fields = if indexes.any_maintained() {
+            None
+        } else {
+            Some(fields.as_slice())
+        };
         let targets = self.targets(env, coll, filter, multi, fields)?;
         let mut entries = IndexWrites::new(&indexes);
         let mut ops = Vec::with_capacity(targets.len());

@@ -71,12 +71,15 @@ fn spec_of(body: &Value) -> Result<IndexSpec, ApiError> {
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| {
-                serde_json::from_value::<IndexField>(item.clone()).map_err(|_| {
-                    bad("each of `fields` is {\"field\": <path>, \"direction\": \"asc\"|\"desc\"}")
-                })
+                serde_json::from_value::<IndexField>(item.clone())
+                    .map_err(|_| bad("each of `fields` is {\"field\": <path>, \"direction\": \"asc\"|\"desc\"}"))
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(bad("`fields` is required: \"a,b:desc\" or [{\"field\", \"direction\"}]")),
+        _ => {
+            return Err(bad(
+                "`fields` is required: \"a,b:desc\" or [{\"field\", \"direction\"}]",
+            ))
+        }
     };
     let name = match body.get("name") {
         None | Some(Value::Null) => None,

@@ -23,13 +23,11 @@ const CHUNK: usize = 1000;
 
 /// Runs the pending work of one index (build or drop) on its own thread.
 pub fn spawn(db: Arc<Database>, env: String, coll: String, id: String) {
-    let spawned = std::thread::Builder::new()
-        .name("index-build".into())
-        .spawn(move || {
-            if let Err(e) = run(&db, &env, &coll, &id) {
-                tracing::error!(env, coll, index = id, error = %e, "index build or drop stopped");
-            }
-        });
+    let spawned = std::thread::Builder::new().name("index-build".into()).spawn(move || {
+        if let Err(e) = run(&db, &env, &coll, &id) {
+            tracing::error!(env, coll, index = id, error = %e, "index build or drop stopped");
+        }
+    });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start an index build thread");
     }
@@ -132,7 +130,10 @@ fn build_chunk(db: &Database, env: &str, coll: &str, id: &str) -> Result<bool, D
             if ix.def.unique {
                 let holder = match claimed.get(&k) {
                     Some(h) => Some(std::borrow::Cow::Borrowed(h)),
-                    None => db.kv.get(&k)?.map(|v| std::borrow::Cow::Owned(String::from_utf8_lossy(&v).into_owned())),
+                    None => db
+                        .kv
+                        .get(&k)?
+                        .map(|v| std::borrow::Cow::Owned(String::from_utf8_lossy(&v).into_owned())),
                 };
                 if holder.as_deref().is_some_and(|h| *h != doc_id) {
                     failure = Some(format!(
@@ -203,7 +204,10 @@ fn drop_chunk(db: &Database, env: &str, coll: &str, id: &str) -> Result<bool, Db
     let mut meta = db.collection_meta(env, coll)?;
     let mut defs = defs_of(&meta)?;
     defs.retain(|d| d.id != id);
-    meta.insert("indexes".into(), serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?);
+    meta.insert(
+        "indexes".into(),
+        serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?,
+    );
     drop(db.apply_with_meta(env, coll, &meta, ops)?);
     Ok(false)
 }
@@ -224,7 +228,10 @@ fn update(
         return Ok(());
     };
     f(def);
-    meta.insert("indexes".into(), serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?);
+    meta.insert(
+        "indexes".into(),
+        serde_json::to_value(defs).map_err(|e| DbError::Storage(e.to_string()))?,
+    );
     drop(db.apply_with_meta(env, coll, &meta, ops)?);
     Ok(())
 }
@@ -232,6 +239,8 @@ fn update(
 pub fn defs_of(meta: &serde_json::Map<String, Value>) -> Result<Vec<IndexDef>, DbError> {
     match meta.get("indexes") {
         None => Ok(Vec::new()),
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| DbError::Storage(format!("corrupt index definitions: {e}"))),
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(|e| DbError::Storage(format!("corrupt index definitions: {e}")))
+        }
     }
 }

@@ -150,9 +150,7 @@ impl IndexSpec {
         };
         let name_ok = !name.is_empty()
             && name.len() <= 128
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
         if !name_ok {
             return bad("an index name is 1-128 characters: letters, digits, `_`, `-`, `.`".into());
         }
@@ -247,7 +245,13 @@ impl Index {
     fn describe(&self, doc: &Value) -> String {
         let mut m = serde_json::Map::new();
         for (path, f) in self.paths.iter().zip(&self.def.fields) {
-            let v = path.values(doc).into_iter().next().flatten().cloned().unwrap_or(Value::Null);
+            let v = path
+                .values(doc)
+                .into_iter()
+                .next()
+                .flatten()
+                .cloned()
+                .unwrap_or(Value::Null);
             m.insert(f.field.clone(), v);
         }
         let s = Value::Object(m).to_string();
@@ -283,6 +287,9 @@ impl Indexes {
     }
 }
 
+/// Reads one key of the store.
+pub type Lookup<'a> = dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, DbError> + 'a;
+
 /// The index side of one write: entry puts and deletes, unique checks, and which indexes became
 /// multikey (their definitions must be saved with the write).
 pub struct IndexWrites<'a> {
@@ -314,7 +321,7 @@ impl<'a> IndexWrites<'a> {
         id: &str,
         old: Option<&Value>,
         new: Option<&Value>,
-        existing: &dyn Fn(&[u8]) -> Result<Option<Vec<u8>>, DbError>,
+        existing: &Lookup<'_>,
     ) -> Result<(), DbError> {
         for ix in self.indexes.list.iter().filter(|i| i.maintained()) {
             let old_keys = match old {
@@ -363,3 +370,6 @@ impl<'a> IndexWrites<'a> {
         (self.ops, self.became_multikey)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -57,7 +57,11 @@ pub fn choose(indexes: &Indexes, filter: &Filter, sort: &Sort) -> Option<Plan> {
         let Some((score, plan)) = plan_for(ix, &conjuncts, all, &sort_keys) else {
             continue;
         };
-        let rank = (score, plan.sorted && !sort_keys.is_empty(), -(ix.def.fields.len() as isize));
+        let rank = (
+            score,
+            plan.sorted && !sort_keys.is_empty(),
+            -(ix.def.fields.len() as isize),
+        );
         if best.as_ref().is_none_or(|(r, _)| rank > *r) {
             best = Some((rank, plan));
         }
@@ -65,13 +69,22 @@ pub fn choose(indexes: &Indexes, filter: &Filter, sort: &Sort) -> Option<Plan> {
     best.map(|(_, p)| p)
 }
 
-fn plan_for(ix: &Arc<Index>, conjuncts: &[Conjunct<'_>], all: bool, sort: &[(&str, query::Direction)]) -> Option<(usize, Plan)> {
+fn plan_for(
+    ix: &Arc<Index>,
+    conjuncts: &[Conjunct<'_>],
+    all: bool,
+    sort: &[(&str, query::Direction)],
+) -> Option<(usize, Plan)> {
     let multikey = ix.def.multikey;
     let mut comps: Vec<Comp<'_>> = Vec::new();
     // how many conjuncts the components stand for, to know whether the index answers everything
     let mut consumed = 0;
     for f in &ix.def.fields {
-        let preds: Vec<&Pred<'_>> = conjuncts.iter().filter(|c| c.path == f.field).map(|c| &c.pred).collect();
+        let preds: Vec<&Pred<'_>> = conjuncts
+            .iter()
+            .filter(|c| c.path == f.field)
+            .map(|c| &c.pred)
+            .collect();
         if let Some(v) = preds.iter().find_map(|p| match p {
             Pred::Eq(v) => Some(*v),
             _ => None,
@@ -95,15 +108,21 @@ fn plan_for(ix: &Arc<Index>, conjuncts: &[Conjunct<'_>], all: bool, sort: &[(&st
         };
         for p in &preds {
             match p {
-                Pred::Bound { lower: true, inclusive, value } if range.lower.is_none() => {
+                Pred::Bound {
+                    lower: true,
+                    inclusive,
+                    value,
+                } if range.lower.is_none() => {
                     range.lower = Some((value, *inclusive));
                     consumed += 1;
                 }
-                Pred::Bound { lower: false, inclusive, value } if range.upper.is_none() => {
-                    if !(multikey && range.lower.is_some()) {
-                        range.upper = Some((value, *inclusive));
-                        consumed += 1;
-                    }
+                Pred::Bound {
+                    lower: false,
+                    inclusive,
+                    value,
+                } if range.upper.is_none() && !(multikey && range.lower.is_some()) => {
+                    range.upper = Some((value, *inclusive));
+                    consumed += 1;
                 }
                 Pred::Prefix(s) if range.prefix.is_none() => range.prefix = Some(s),
                 _ => {}
@@ -127,7 +146,7 @@ fn plan_for(ix: &Arc<Index>, conjuncts: &[Conjunct<'_>], all: bool, sort: &[(&st
     let has_range = matches!(comps.last(), Some(Comp::Range(_)));
     let score = points * 2 + usize::from(has_range);
     let (sorted, reverse) = sort_order(ix, &comps, sort);
-    if score == 0 && !(sorted && !sort.is_empty()) {
+    if score == 0 && (sort.is_empty() || !sorted) {
         return None;
     }
     let ranges = key_ranges(ix, &comps)?;
