@@ -145,6 +145,8 @@ codes! {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// Seconds for a `Retry-After` header (rate-limit refusals); every protocol sends it.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -152,7 +154,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, answered with `Retry-After: secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 }
 

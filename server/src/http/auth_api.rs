@@ -14,7 +14,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::admin::{admin_method_not_allowed, admin_reply};
-use super::{blocking, parse_json, read_body, RequestId, State};
+use super::{blocking, parse_json, ratelimit, read_body, RequestId, State};
 use crate::auth::{Caller, Identity, LoginType, SignUp, User};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
@@ -76,7 +76,9 @@ pub fn oauth_error(code: Code) -> &'static str {
 /// `{error, error_description}` with the code's HTTP status.
 pub fn auth_error(err: &ApiError) -> HttpResponse {
     let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(json!({ "error": oauth_error(err.code), "error_description": err.message }))
+    let res =
+        HttpResponse::build(status).json(json!({ "error": oauth_error(err.code), "error_description": err.message }));
+    super::with_retry_after(res, err)
 }
 
 fn auth_reply(r: Result<Value, ApiError>) -> HttpResponse {
@@ -179,12 +181,16 @@ fn env_param(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(find("client_id").or_else(|| find("env")))
 }
 
-/// The env of an `/auth/v1` request: `?client_id=`, `?env=`, else `default`.
-pub(super) fn env_of(req: &HttpRequest) -> Result<String, ApiError> {
-    Ok(env_param(req)?.unwrap_or_else(|| DEFAULT_ENV.to_string()))
+/// The env of an `/auth/v1` request: `?client_id=`, `?env=`, else `default`. Charges the env's
+/// per-IP bucket of the route's class when the env overrides its quota.
+pub(super) fn env_of(req: &HttpRequest, state: &State) -> Result<String, ApiError> {
+    let env = env_param(req)?.unwrap_or_else(|| DEFAULT_ENV.to_string());
+    ratelimit::check_env(req, state, &env)?;
+    Ok(env)
 }
 
-/// The verified end user of a request that needs one, in the request's env (if it names one).
+/// The verified end user of a request that needs one, in the request's env (if it names one; else
+/// the token's). Charges the env's per-IP bucket like [`env_of`].
 fn user_of(req: &HttpRequest, state: &State) -> Result<(Identity, String), ApiError> {
     let token = bearer_token(req).ok_or_else(|| ApiError::new(Code::Unauthenticated, "an access token is required"))?;
     let caller = match env_param(req)? {
@@ -192,7 +198,10 @@ fn user_of(req: &HttpRequest, state: &State) -> Result<(Identity, String), ApiEr
         None => state.auth.verify_bearer(token)?,
     };
     match caller {
-        Caller::User(id) => Ok((id, token.to_string())),
+        Caller::User(id) => {
+            ratelimit::check_env(req, state, &id.env)?;
+            Ok((id, token.to_string()))
+        }
         Caller::Admin | Caller::Guest => Err(ApiError::new(Code::Unauthenticated, "a user access token is required")),
     }
 }
@@ -241,7 +250,7 @@ fn req_str(body: &Value, key: &str) -> Result<String, ApiError> {
 async fn signin_anonymously(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         read_object(&req, payload, true).await?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         Ok(json!(state.auth.sign_in_anonymously(&env).await?))
     };
     auth_reply(r.await)
@@ -250,7 +259,7 @@ async fn signin_anonymously(req: HttpRequest, payload: web::Payload, state: Stat
 async fn signup(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         let body = read_object(&req, payload, false).await?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         if opt_str(&body, "phone_number")?.is_some()
             && opt_str(&body, "username")?.is_none()
             && opt_str(&body, "email")?.is_none()
@@ -273,7 +282,7 @@ async fn signup(req: HttpRequest, payload: web::Payload, state: State) -> HttpRe
 async fn signin(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         let body = read_object(&req, payload, false).await?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         let login = match (opt_str(&body, "username")?, opt_str(&body, "email")?) {
             (Some(u), _) => u,
             (None, Some(e)) => e,
@@ -298,6 +307,7 @@ async fn token(req: HttpRequest, payload: web::Payload, state: State) -> HttpRes
             Some(env) => env,
             None => opt_str(&body, "client_id")?.unwrap_or_else(|| DEFAULT_ENV.to_string()),
         };
+        ratelimit::check_env(&req, &state, &env)?;
         let grant = req_str(&body, "grant_type")?;
         if grant != "refresh_token" {
             return Err(ApiError::new(

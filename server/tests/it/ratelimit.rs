@@ -301,3 +301,234 @@ fn brute_force_on_a_real_socket_is_limited_by_peer_address() {
     let (status, _) = crate::common::http("GET", &format!("{}/health", server.base), None);
     assert_eq!(status, 200);
 }
+
+// ---- per-env rate limits (runtime settings) ----------------------------------------------------
+
+fn settings_url(env: &str) -> String {
+    format!("/admin/v1/envs/{env}/settings")
+}
+
+fn list_docs(env: &str, from: &str) -> TestRequest {
+    get(&format!("{DB}/collections/todos/documents?env={env}")).peer_addr(peer(from))
+}
+
+#[actix_web::test]
+async fn per_env_rate_limits_change_at_runtime_and_leave_other_envs_alone() {
+    let t = TestApp::new();
+    t.state.db.create_env("other").unwrap().wait().await.unwrap();
+    for env in ["default", "other"] {
+        t.state
+            .db
+            .create_collection(env, "todos")
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+    let app = t.service().await;
+
+    // nothing overridden: every class is null, the server's quotas are shown beside
+    let (status, _, _, body) = call(&app, get(&settings_url("default"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rateLimits"]["database"], Value::Null);
+    assert_eq!(body["serverRateLimits"]["database"], "100000/s:200000");
+    assert_eq!(body["serverRateLimits"]["signin"], "10/min:10");
+
+    let put = |rates: Value| crate::common::put_json(&settings_url("default"), &json!({ "rateLimits": rates }));
+    let (status, _, _, body) = call(&app, put(json!({"database": "3/min:3", "signin": "2/min"}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rateLimits"]["database"], "3/min:3");
+    assert_eq!(body["rateLimits"]["signin"], "2/min:2");
+    assert_eq!(body["rateLimits"]["auth"], Value::Null);
+    let (_, _, _, shown) = call(&app, get(&settings_url("default"))).await;
+    assert_eq!(shown["rateLimits"], body["rateLimits"]);
+
+    // GATEWAY: a burst of 3 from one address, then 429 + Retry-After (one token every 20 s)
+    for i in 0..3 {
+        let (status, _, _, body) = call(&app, list_docs("default", "203.0.113.1:1")).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    let (status, retry, _, body) = call(&app, list_docs("default", "203.0.113.1:2")).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "EXCEED_REQUEST_LIMIT");
+    assert!((1..=20).contains(&retry.expect("Retry-After")), "{retry:?}");
+    // another address in the same env, and the same address in another env, are unaffected
+    assert_eq!(call(&app, list_docs("default", "203.0.113.2:1")).await.0, 200);
+    for _ in 0..10 {
+        assert_eq!(call(&app, list_docs("other", "203.0.113.1:3")).await.0, 200);
+    }
+
+    // CLOUD_API: the env is known once the envelope is parsed; HTTP 200 + code + Retry-After
+    let web = |from: &str| {
+        post_json(
+            "/web",
+            &json!({ "action": "database.countDocument", "collectionName": "todos", "env": "default" }),
+        )
+        .peer_addr(peer(from))
+    };
+    for _ in 0..3 {
+        let (status, _, _, body) = call(&app, web("203.0.113.3:1")).await;
+        assert_eq!((status, body.get("code")), (200, None), "{body}");
+    }
+    let (status, retry, _, body) = call(&app, web("203.0.113.3:1")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (200, Some("EXCEED_REQUEST_LIMIT")),
+        "{body}"
+    );
+    assert!(retry.is_some());
+
+    // per user: one user spread over many addresses is one bucket at the env's quota
+    let (_, _, _, creds) = call(
+        &app,
+        crate::common::as_guest(post_json(
+            "/auth/v1/signup",
+            &json!({"username": "carol", "password": "secret-pw"}),
+        )),
+    )
+    .await;
+    let token = creds["access_token"].as_str().expect("signed up").to_string();
+    let as_user = |n: u8| {
+        list_docs("default", &format!("198.51.100.{n}:1")).insert_header(("authorization", format!("Bearer {token}")))
+    };
+    for n in 1..=3 {
+        let (status, _, _, body) = call(&app, as_user(n)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, retry, _, body) = call(&app, as_user(4)).await;
+    assert_eq!((status, retry.is_some()), (429, true), "{body}");
+
+    // /auth: the env's sign-in quota (2) is stricter than the server's (10)
+    let signin = |env: &str| {
+        crate::common::as_guest(post_json(
+            &format!("/auth/v1/signin?client_id={env}"),
+            &json!({"username": "nobody", "password": "wrong-password"}),
+        ))
+        .peer_addr(peer("203.0.113.4:1"))
+    };
+    assert_eq!(call(&app, signin("default")).await.0, 401);
+    assert_eq!(call(&app, signin("default")).await.0, 401);
+    let (status, retry, _, body) = call(&app, signin("default")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("resource_exhausted")),
+        "{body}"
+    );
+    assert!(retry.unwrap() >= 1);
+    assert_eq!(
+        call(&app, signin("other")).await.0,
+        401,
+        "another env keeps the server quota"
+    );
+
+    // back to the server defaults: the env's buckets are gone at once
+    let (status, _, _, body) = call(&app, put(Value::Null)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["rateLimits"].as_object().unwrap().values().all(Value::is_null),
+        "{body}"
+    );
+    for _ in 0..5 {
+        assert_eq!(call(&app, list_docs("default", "203.0.113.1:4")).await.0, 200);
+    }
+    assert_eq!(call(&app, as_user(5)).await.0, 200);
+}
+
+#[actix_web::test]
+async fn bad_settings_requests_are_refused_with_the_field_named() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let url = settings_url("default");
+    let put_raw = |payload: &str| {
+        TestRequest::put()
+            .uri(&url)
+            .insert_header(("content-type", "application/json"))
+            .set_payload(payload.to_string())
+    };
+    let cases: [(&str, u16, &str, &str); 8] = [
+        ("{not json", 400, "INVALID_JSON", "malformed"),
+        ("", 400, "INVALID_JSON", "empty"),
+        (
+            r#"{"rateLimits": {"database": "fast"}}"#,
+            400,
+            "INVALID_PARAM",
+            "rateLimits.database",
+        ),
+        (
+            r#"{"rateLimits": {"database": "0/s"}}"#,
+            400,
+            "INVALID_PARAM",
+            "rateLimits.database",
+        ),
+        (
+            r#"{"rateLimits": {"database": 100}}"#,
+            400,
+            "INVALID_PARAM",
+            "rateLimits.database",
+        ),
+        (
+            r#"{"rateLimits": {"uploads": "1/s"}}"#,
+            400,
+            "INVALID_PARAM",
+            "rateLimits.uploads",
+        ),
+        (
+            r#"{"rateLimits": {"admin": "1/s"}}"#,
+            400,
+            "INVALID_PARAM",
+            "rateLimits.admin",
+        ),
+        (r#"{"rateLimit": {}}"#, 400, "INVALID_PARAM", "rateLimit"),
+    ];
+    for (payload, want_status, want_code, needle) in cases {
+        let (status, _, _, body) = call(&app, put_raw(payload)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{payload}: {body}"
+        );
+        assert!(body["message"].as_str().unwrap().contains(needle), "{payload}: {body}");
+    }
+    // nothing was saved by the refused requests
+    let (_, _, _, body) = call(&app, get(&url)).await;
+    assert!(
+        body["rateLimits"].as_object().unwrap().values().all(Value::is_null),
+        "{body}"
+    );
+
+    // unknown env: the env-not-found code, for reads and writes
+    let (status, _, _, body) = call(&app, get(&settings_url("nope"))).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_ENV")), "{body}");
+    let body = json!({"rateLimits": {"database": "1/s"}});
+    let (status, _, _, reply) = call(&app, crate::common::put_json(&settings_url("nope"), &body)).await;
+    assert_eq!((status, reply["code"].as_str()), (400, Some("INVALID_ENV")), "{reply}");
+
+    // no token → 401; a user token → 403; wrong method → 405
+    let guest = crate::common::as_guest(crate::common::put_json(&url, &body));
+    let (status, _, _, reply) = call(&app, guest).await;
+    assert_eq!(
+        (status, reply["code"].as_str()),
+        (401, Some("UNAUTHENTICATED")),
+        "{reply}"
+    );
+    let (_, _, _, creds) = call(
+        &app,
+        crate::common::as_guest(post_json("/auth/v1/signin/anonymously", &json!({}))),
+    )
+    .await;
+    let user = creds["access_token"].as_str().unwrap().to_string();
+    let as_user = crate::common::put_json(&url, &body).insert_header(("authorization", format!("Bearer {user}")));
+    let (status, _, _, reply) = call(&app, as_user).await;
+    assert_eq!(
+        (status, reply["code"].as_str()),
+        (403, Some("ADMIN_REQUIRED")),
+        "{reply}"
+    );
+    let as_user = get(&url).insert_header(("authorization", format!("Bearer {user}")));
+    assert_eq!(call(&app, as_user).await.0, 403);
+    let (status, _, _, reply) = call(&app, TestRequest::delete().uri(&url)).await;
+    assert_eq!((status, reply["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")));
+    // and the limits in force did not change
+    let (_, _, _, body) = call(&app, get(&url)).await;
+    assert_eq!(body["rateLimits"]["database"], Value::Null);
+}
