@@ -245,6 +245,25 @@ fn req_str(body: &Value, key: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(Code::InvalidParam, format!("`{key}` is required and must be a string")))
 }
 
+/// Longest sign-in name that can exist (emails are at most 254 characters); longer ones are
+/// refused without a password check, so they need no bucket.
+const MAX_LOGIN_LEN: usize = 254;
+
+/// Takes one sign-in attempt from the bucket of one account: `env`'s username or email (lower-cased),
+/// or with `env: None` an admin's email. Charged before the account is looked up, for names that
+/// do not exist too, so the reply never tells whether an account exists; a guess at one account
+/// from many addresses meets this bucket whatever the per-address ones say.
+fn charge_account(state: &State, env: Option<&str>, login: &str) -> Result<(), ApiError> {
+    if login.len() > MAX_LOGIN_LEN {
+        return Ok(());
+    }
+    let key = match env {
+        Some(env) => crate::ratelimit::account_key(env, login),
+        None => format!("admin:{}", login.to_lowercase()),
+    };
+    ratelimit::check_user(state, env, crate::ratelimit::Class::Signin, &key)
+}
+
 // ---- /auth/v1 -------------------------------------------------------------------------------
 
 async fn signin_anonymously(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
@@ -295,6 +314,8 @@ async fn signin(req: HttpRequest, payload: web::Payload, state: State) -> HttpRe
             (None, None) => return Err(ApiError::new(Code::InvalidParam, "`username` or `email` is required")),
         };
         let password = req_str(&body, "password")?;
+        state.db.check_env(&env)?;
+        charge_account(&state, Some(&env), &login)?;
         Ok(json!(state.auth.sign_in_password(&env, &login, &password).await?))
     };
     auth_reply(r.await)
@@ -390,6 +411,7 @@ async fn admin_login(req: HttpRequest, payload: web::Payload, state: State, rid:
         let body = read_object(&req, payload, false).await?;
         let email = req_str(&body, "email")?;
         let password = req_str(&body, "password")?;
+        charge_account(&state, None, &email)?;
         Ok(json!(state.auth.admin_login(&email, &password).await?))
     };
     admin_reply(&rid, StatusCode::OK, r.await)

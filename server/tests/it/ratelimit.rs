@@ -36,11 +36,18 @@ where
 }
 
 fn login(from: &str) -> TestRequest {
-    post_json(
-        "/admin/v1/login",
-        &json!({ "email": "root@example.com", "password": "guess" }),
-    )
-    .peer_addr(peer(from))
+    login_as("root@example.com", from)
+}
+
+fn login_as(email: &str, from: &str) -> TestRequest {
+    post_json("/admin/v1/login", &json!({ "email": email, "password": "guess" })).peer_addr(peer(from))
+}
+
+/// An admin login for an account of its own, so only the per-address bucket is in play.
+fn login_fresh(from: &str) -> TestRequest {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    login_as(&format!("admin{n}@example.com"), from)
 }
 
 #[actix_web::test]
@@ -64,8 +71,8 @@ async fn brute_force_admin_login_gets_429_with_retry_after_after_the_burst() {
         rid.as_deref(),
         "429s carry the request id"
     );
-    // another address is not affected; other admin routes are another class
-    let (status, ..) = call(&app, login("198.51.100.1:1")).await;
+    // another address is not affected (for another account); other admin routes are another class
+    let (status, ..) = call(&app, login_as("other@example.com", "198.51.100.1:1")).await;
     assert_ne!(status, 429);
     let (status, ..) = call(&app, get("/admin/v1/envs").peer_addr(peer("203.0.113.7:1"))).await;
     assert_ne!(status, 429);
@@ -138,7 +145,7 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
         c.trusted_proxies = "10.0.0.0/8".parse().unwrap();
     });
     let app = t.service().await;
-    let via = |proxy: &str, xff: &str| login(proxy).insert_header(("x-forwarded-for", xff.to_string()));
+    let via = |proxy: &str, xff: &str| login_fresh(proxy).insert_header(("x-forwarded-for", xff.to_string()));
 
     // behind the trusted proxy each forwarded client has its own bucket...
     assert_ne!(call(&app, via("10.0.0.1:1", "1.1.1.1")).await.0, 429);
@@ -153,14 +160,14 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     // from an untrusted peer the header is ignored: rotating it does not help
     assert_ne!(call(&app, via("198.51.100.7:1", "4.4.4.4")).await.0, 429);
     assert_eq!(call(&app, via("198.51.100.7:1", "5.5.5.5")).await.0, 429);
-    assert_eq!(call(&app, login("198.51.100.7:2")).await.0, 429);
+    assert_eq!(call(&app, login_fresh("198.51.100.7:2")).await.0, 429);
 }
 
 #[actix_web::test]
 async fn without_trusted_proxies_forwarded_for_is_never_read() {
     let t = TestApp::with_config(|c| c.rate_limits.signin = "1/h:1".parse().unwrap());
     let app = t.service().await;
-    let via = |xff: &str| login("10.0.0.1:1").insert_header(("x-forwarded-for", xff.to_string()));
+    let via = |xff: &str| login_fresh("10.0.0.1:1").insert_header(("x-forwarded-for", xff.to_string()));
     assert_ne!(call(&app, via("1.1.1.1")).await.0, 429);
     assert_eq!(call(&app, via("2.2.2.2")).await.0, 429);
 }
@@ -531,4 +538,101 @@ async fn bad_settings_requests_are_refused_with_the_field_named() {
     // and the limits in force did not change
     let (_, _, _, body) = call(&app, get(&url)).await;
     assert_eq!(body["rateLimits"]["database"], Value::Null);
+}
+
+// ---- per-account sign-in buckets -----------------------------------------------------------------
+
+fn signin_from(body: Value, from: &str) -> TestRequest {
+    crate::common::as_guest(post_json("/auth/v1/signin", &body)).peer_addr(peer(from))
+}
+
+#[actix_web::test]
+async fn one_account_guessed_from_many_addresses_meets_its_own_bucket() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let (status, ..) = call(
+        &app,
+        crate::common::as_guest(post_json(
+            "/auth/v1/signup",
+            &json!({"username": "alice", "email": "alice@example.com", "password": "secret-pw"}),
+        )),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // ten guesses, each from a fresh address (per-address buckets never fill), and every spelling
+    // of the name is one account
+    for i in 0..10 {
+        let name = if i % 2 == 0 { "alice" } else { "ALICE" };
+        let body = json!({"username": name, "password": format!("guess-{i}")});
+        let (status, _, _, reply) = call(&app, signin_from(body, &format!("192.0.2.{}:1", i + 1))).await;
+        assert_eq!(status, 401, "guess {i}: {reply}");
+    }
+    let body = json!({"username": "alice", "password": "guess-11"});
+    let (status, retry, _, reply) = call(&app, signin_from(body, "192.0.2.50:1")).await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (429, Some("resource_exhausted")),
+        "{reply}"
+    );
+    assert!((1..=6).contains(&retry.expect("Retry-After")), "{retry:?}");
+    // the right password is refused too while the bucket is empty (the bucket is charged before
+    // the password is checked)
+    let body = json!({"username": "alice", "password": "secret-pw"});
+    assert_eq!(call(&app, signin_from(body, "192.0.2.51:1")).await.0, 429);
+    // the email is another sign-in name with its own bucket; other accounts are unaffected
+    let body = json!({"email": "alice@example.com", "password": "secret-pw"});
+    assert_eq!(call(&app, signin_from(body, "192.0.2.52:1")).await.0, 200);
+    let body = json!({"username": "bob", "password": "whatever-1"});
+    assert_eq!(call(&app, signin_from(body, "192.0.2.50:1")).await.0, 401);
+
+    // an account that does not exist answers exactly the same way: 10 × 401, then 429
+    let mut seen = Vec::new();
+    for i in 0..11 {
+        let body = json!({"username": "ghost", "password": format!("guess-{i}")});
+        seen.push(
+            call(&app, signin_from(body, &format!("198.51.100.{}:1", i + 1)))
+                .await
+                .0,
+        );
+    }
+    assert_eq!(seen[..10], [401; 10]);
+    assert_eq!(seen[10], 429);
+}
+
+#[actix_web::test]
+async fn admin_accounts_have_a_bucket_of_their_own_and_env_overrides_apply_to_accounts() {
+    let t = TestApp::with_config(|c| c.rate_limits.signin = "3/min:3".parse().unwrap());
+    let app = t.service().await;
+    for i in 0..3 {
+        let (status, ..) = call(&app, login_as("Root@Example.com", &format!("203.0.113.{}:1", i + 1))).await;
+        assert_eq!(status, 401);
+    }
+    let (status, retry, _, body) = call(&app, login_as("root@example.com", "203.0.113.9:1")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("EXCEED_REQUEST_LIMIT")),
+        "{body}"
+    );
+    assert!(retry.is_some());
+    assert_eq!(call(&app, login_as("ops@example.com", "203.0.113.9:1")).await.0, 401);
+    // an end user whose username is an admin's email is another account
+    let body = json!({"username": "root@example.com", "password": "guess-guess"});
+    assert_eq!(call(&app, signin_from(body, "203.0.113.9:1")).await.0, 401);
+
+    // an env's sign-in quota applies to its accounts too (1 attempt instead of 3)
+    let (status, ..) = call(
+        &app,
+        crate::common::put_json(
+            "/admin/v1/envs/default/settings",
+            &json!({"rateLimits": {"signin": "1/h:1"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let body = json!({"username": "dave", "password": "guess-guess"});
+    assert_eq!(call(&app, signin_from(body.clone(), "192.0.2.1:1")).await.0, 401);
+    let (status, retry, ..) = call(&app, signin_from(body, "192.0.2.2:1")).await;
+    assert_eq!(status, 429);
+    assert!(retry.unwrap() > 60, "one attempt an hour: {retry:?}");
 }
