@@ -102,6 +102,8 @@ codes! {
     AdminRequired = ("ADMIN_REQUIRED", Forbidden, 403, -502003);
     /// Wrong username, email or password.
     InvalidCredentials = ("INVALID_CREDENTIALS", Unauthenticated, 401, -501007);
+    /// The account has no password to check or change (anonymous, WeChat and custom-ticket users): sign up with a username or email first.
+    PasswordNotSet = ("PASSWORD_NOT_SET", InvalidRequest, 400, -501007);
     /// The refresh token is unknown, expired, revoked or was already used (reuse revokes its whole session).
     InvalidRefreshToken = ("INVALID_REFRESH_TOKEN", InvalidRequest, 400, -501007);
     /// The user has been disabled by an admin.

@@ -38,7 +38,8 @@ pub enum Class {
     /// `/auth/*` except the sign-in routes below.
     Auth,
     /// Password and ticket sign-in (`POST /auth/v1/signin`, `/auth/v1/signin/custom`,
-    /// `/auth/v2/signin/username`, `/admin/v1/login`): guessable secrets, so much stricter.
+    /// `/auth/v2/signin/username`, `/admin/v1/login`) and the checks of a signed-in user's password
+    /// (`/auth/v1/user/sudo`, `/auth/v1/user/password`): guessable secrets, so much stricter.
     Signin,
     /// `/v1/database/*` and CLOUD_API `/web`.
     Database,

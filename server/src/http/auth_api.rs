@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::admin::{admin_method_not_allowed, admin_reply};
 use super::{blocking, parse_json, ratelimit, read_body, RequestId, State};
-use crate::auth::{Caller, Identity, LoginType, SignUp, User};
+use crate::auth::{Caller, Identity, LoginType, PasswordProof, SignUp, User, SUDO_TOKEN_TTL_SECS};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
 
@@ -33,6 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(auth("/auth/v1/signin", web::post().to(signin)))
         .service(auth("/auth/v1/token", web::post().to(token)))
         .service(auth("/auth/v1/user/me", web::get().to(user_me)))
+        .service(auth("/auth/v1/user/sudo", web::post().to(user_sudo)))
+        .service(auth("/auth/v1/user/password", web::patch().to(user_password)))
         .service(auth("/auth/v1/revoke", web::post().to(revoke)))
         .service(auth("/auth/v1/user/signout", web::post().to(signout)));
     let admin = |path: &str| web::resource(path.to_string()).default_service(web::to(admin_method_not_allowed));
@@ -60,6 +62,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub fn oauth_error(code: Code) -> &'static str {
     match code {
         Code::InvalidCredentials | Code::InvalidRefreshToken => "invalid_grant",
+        // the SDK's ErrorType.PASSWORD_NOT_SET
+        Code::PasswordNotSet => "password_not_set",
         _ => match code.http_status() {
             401 => "unauthenticated",
             403 => "permission_denied",
@@ -354,6 +358,72 @@ async fn user_me(req: HttpRequest, state: State) -> HttpResponse {
     auth_reply(r)
 }
 
+/// Charges the account bucket of a signed-in user before their current password is checked: the
+/// same bucket as a password sign-in with their username (else email), so a stolen session cannot
+/// guess the password faster than sign-in could. Users without a name have no password to guess.
+fn charge_signed_in_account(state: &State, id: &Identity) -> Result<(), ApiError> {
+    let user = state.auth.user(&id.env, &id.uid)?;
+    match user.username.or(user.email) {
+        Some(name) => charge_account(state, Some(&id.env), &name),
+        None => Ok(()),
+    }
+}
+
+/// `POST /auth/v1/user/sudo {password}` → `{sudo_token, expires_in}`: proves the current password
+/// for a following sensitive change (the SDK's `sudo`, used by `updatePasswordByOld`).
+async fn user_sudo(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let r = async {
+        let (id, token) = user_of(&req, &state)?;
+        let body = read_object(&req, payload, false).await?;
+        if opt_str(&body, "password")?.is_none() && opt_str(&body, "verification_token")?.is_some() {
+            return Err(ApiError::new(
+                Code::NotSupported,
+                "sudo with a verification code is not supported: send the current `password`",
+            ));
+        }
+        let password = req_str(&body, "password")?;
+        charge_signed_in_account(&state, &id)?;
+        let sudo_token = state.auth.sudo(&token, &password).await?;
+        Ok(json!({ "sudo_token": sudo_token, "expires_in": SUDO_TOKEN_TTL_SECS }))
+    };
+    auth_reply(r.await)
+}
+
+/// `PATCH /auth/v1/user/password {new_password, sudo_token | old_password}` (the sudo token may
+/// also be in the query string) → `{}`: the user's other sessions end, this one stays.
+async fn user_password(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let r = async {
+        let (id, token) = user_of(&req, &state)?;
+        let body = read_object(&req, payload, false).await?;
+        let new_password = req_str(&body, "new_password")?;
+        let query: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| ApiError::new(Code::InvalidParam, format!("malformed query string: {e}")))?;
+        let sudo = match opt_str(&body, "sudo_token")? {
+            Some(t) => Some(t),
+            None => query
+                .into_iter()
+                .find(|(k, v)| k == "sudo_token" && !v.is_empty())
+                .map(|(_, v)| v),
+        };
+        let proof = match (sudo, opt_str(&body, "old_password")?) {
+            (Some(t), _) => PasswordProof::SudoToken(t),
+            (None, Some(old)) => {
+                charge_signed_in_account(&state, &id)?;
+                PasswordProof::OldPassword(old)
+            }
+            (None, None) => {
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "`sudo_token` (from POST /auth/v1/user/sudo) or `old_password` is required",
+                ))
+            }
+        };
+        state.auth.change_password(&token, proof, &new_password).await?;
+        Ok(json!({}))
+    };
+    auth_reply(r.await)
+}
+
 async fn revoke(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         let body = read_object(&req, payload, false).await?;
@@ -485,17 +555,28 @@ async fn patch_user(
         require_admin(&req, &state)?;
         let body = read_object(&req, payload, false).await?;
         let disabled = match body.get("disabled") {
-            Some(Value::Bool(b)) => *b,
-            _ => {
-                return Err(ApiError::new(
-                    Code::InvalidParam,
-                    "`disabled` is required and must be a boolean",
-                ))
-            }
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(ApiError::new(Code::InvalidParam, "`disabled` must be a boolean")),
         };
-        Ok(json!(
-            state.auth.set_user_disabled(&path.env, &path.uid, disabled).await?
-        ))
+        let password = match body.get("password") {
+            None => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(_) => return Err(ApiError::new(Code::InvalidParam, "`password` must be a string")),
+        };
+        let mut user = match &password {
+            Some(p) => Some(state.auth.set_user_password(&path.env, &path.uid, p).await?),
+            None => None,
+        };
+        if let Some(d) = disabled {
+            user = Some(state.auth.set_user_disabled(&path.env, &path.uid, d).await?);
+        }
+        user.map(|u| json!(u)).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidParam,
+                "`disabled` (a boolean) or `password` (a string) is required",
+            )
+        })
     };
     admin_reply(&rid, StatusCode::OK, r.await)
 }

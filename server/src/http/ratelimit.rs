@@ -36,16 +36,19 @@ pub fn classify(path: &str) -> Option<Class> {
         .map(|(_, class)| *class)
 }
 
-/// Password and ticket sign-in, compared with repeated and trailing slashes removed so no spelling
+/// Password and ticket sign-in and the routes that check a signed-in user's password (sudo,
+/// password change), compared with repeated and trailing slashes removed so no spelling
 /// of the path a router might accept escapes the strict class.
 fn is_signin(path: &str) -> bool {
-    const SIGNIN: [&str; 4] = [
+    const SIGNIN: [&str; 6] = [
         "/auth/v1/signin",
         "/auth/v1/signin/custom",
         "/auth/v2/signin/username",
         "/admin/v1/login",
+        "/auth/v1/user/sudo",
+        "/auth/v1/user/password",
     ];
-    if !(path.contains("signin") || path.contains("login")) {
+    if !["signin", "login", "sudo", "password"].iter().any(|w| path.contains(w)) {
         return false;
     }
     let mut normal = String::with_capacity(path.len());
@@ -247,6 +250,8 @@ mod tests {
             ("/auth/v1/signin/anonymously", Some(Class::Auth)),
             ("/auth/v1/token", Some(Class::Auth)),
             ("/auth/v1/user/me", Some(Class::Auth)),
+            ("/auth/v1/user/sudo", Some(Class::Signin)),
+            ("/auth/v1/user//password/", Some(Class::Signin)),
             (
                 "/v1/database/instances/(default)/databases/(default)/collections",
                 Some(Class::Database),

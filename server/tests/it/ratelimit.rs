@@ -636,3 +636,59 @@ async fn admin_accounts_have_a_bucket_of_their_own_and_env_overrides_apply_to_ac
     assert_eq!(status, 429);
     assert!(retry.unwrap() > 60, "one attempt an hour: {retry:?}");
 }
+
+#[actix_web::test]
+async fn checking_a_signed_in_users_password_is_charged_to_the_sign_in_buckets() {
+    let t = TestApp::with_config(|c| c.rate_limits.signin = "3/min:3".parse().unwrap());
+    let app = t.service().await;
+    let (_, _, _, creds) = call(
+        &app,
+        crate::common::as_guest(post_json(
+            "/auth/v1/signup",
+            &json!({"username": "erin", "password": "secret-pw"}),
+        )),
+    )
+    .await;
+    let token = creds["access_token"].as_str().unwrap().to_string();
+    let with_token = |req: TestRequest| req.insert_header(("authorization", format!("Bearer {token}")));
+    // the account bucket is shared by sudo, password change and sign-in, across addresses
+    let sudo = |from: &str| {
+        with_token(post_json("/auth/v1/user/sudo", &json!({"password": "wrong-pw"}))).peer_addr(peer(from))
+    };
+    assert_eq!(call(&app, sudo("192.0.2.1:1")).await.0, 401);
+    let change = json!({"old_password": "wrong-pw", "new_password": "brand-new-pw"});
+    let patch = crate::common::patch_json("/auth/v1/user/password", &change);
+    assert_eq!(
+        call(&app, with_token(patch).peer_addr(peer("192.0.2.2:1"))).await.0,
+        401
+    );
+    let body = json!({"username": "erin", "password": "wrong-pw"});
+    assert_eq!(call(&app, signin_from(body.clone(), "192.0.2.3:1")).await.0, 401);
+    let (status, retry, _, reply) = call(&app, sudo("192.0.2.4:1")).await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (429, Some("resource_exhausted")),
+        "{reply}"
+    );
+    assert!(retry.is_some());
+    assert_eq!(call(&app, signin_from(body, "192.0.2.5:1")).await.0, 429);
+    // and per address, sudo is the strict class (3 from one address, whatever the account)
+    let (_, _, _, other) = call(
+        &app,
+        crate::common::as_guest(post_json(
+            "/auth/v1/signup",
+            &json!({"username": "frank", "password": "secret-pw"}),
+        )),
+    )
+    .await;
+    let frank = other["access_token"].as_str().unwrap().to_string();
+    let sudo_frank = || {
+        post_json("/auth/v1/user/sudo", &json!({"password": "wrong-pw"}))
+            .insert_header(("authorization", format!("Bearer {frank}")))
+            .peer_addr(peer("192.0.2.1:2"))
+    };
+    // 192.0.2.1 already spent one token on erin's sudo above
+    assert_eq!(call(&app, sudo_frank()).await.0, 401);
+    assert_eq!(call(&app, sudo_frank()).await.0, 401);
+    assert_eq!(call(&app, sudo_frank()).await.0, 429);
+}
