@@ -1,4 +1,4 @@
-//! Admin subcommands (`env …`, `collection …`). With a server running on the data dir they go
+//! Admin subcommands (`env …` including `env settings`, `collection …`, `admin …`). With a server running on the data dir they go
 //! through its admin API; otherwise they open the data dir directly.
 
 use std::path::Path;
@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use crate::config::{AdminCommand, CollectionCommand, Command, Config, EnvCommand, IndexCommand, KeyCommand};
 use crate::db::index::IndexSpec;
 use crate::db::{database, Database, Limits};
+use crate::ratelimit::{Class, EnvRates, Rate};
+use crate::settings;
 
 /// Where an admin command is carried out.
 enum Target {
@@ -60,6 +62,11 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
             };
             Ok(lines(&envs, |e| e["name"].as_str().unwrap_or_default().to_string()))
         }
+        Command::Env(EnvCommand::Settings {
+            name,
+            rate_limits,
+            reset,
+        }) => env_settings(dir, name, rate_limits, *reset),
         Command::Collection(CollectionCommand::Create { env, name }) => {
             database::validate_env_name(env).map_err(|e| e.to_string())?;
             match target(dir)? {
@@ -197,6 +204,66 @@ fn index_line(i: &Value) -> String {
         out.push_str(&format!("\terror: {e}"));
     }
     out
+}
+
+/// `env settings NAME [--reset] [--rate-limit CLASS=RATE]…`: reads the env's rate limits, applies
+/// the changes (if any) and prints every per-env class as `class<TAB>rate` or `class<TAB>default`.
+fn env_settings(dir: &Path, env: &str, changes: &[String], reset: bool) -> Result<String, String> {
+    database::validate_env_name(env).map_err(|e| e.to_string())?;
+    let mut parsed = Vec::new();
+    for change in changes {
+        let (class, rate) = change
+            .split_once('=')
+            .ok_or_else(|| format!("--rate-limit {change}: expected CLASS=RATE (e.g. database=200/s:400)"))?;
+        let class = Class::parse(class.trim())
+            .filter(|c| Class::PER_ENV.contains(c))
+            .ok_or_else(|| {
+                format!("--rate-limit {change}: the class must be one of auth, signin, database, storage, functions")
+            })?;
+        let rate = match rate.trim() {
+            "default" | "" => None,
+            r => Some(r.parse::<Rate>().map_err(|e| format!("--rate-limit {change}: {e}"))?),
+        };
+        parsed.push((class, rate));
+    }
+    let apply = |mut rates: EnvRates| -> Result<EnvRates, String> {
+        if reset {
+            rates = EnvRates::default();
+        }
+        for (class, rate) in &parsed {
+            rates.set(*class, *rate)?;
+        }
+        Ok(rates)
+    };
+    let changing = reset || !parsed.is_empty();
+    let rates = match target(dir)? {
+        Target::Remote(base) => {
+            let path = format!("/admin/v1/envs/{env}/settings");
+            let current = remote(&base, "GET", &path, None)?;
+            let rates = apply(EnvRates::from_json(&current["rateLimits"], "rateLimits")?)?;
+            if changing {
+                remote(&base, "PUT", &path, Some(json!({ "rateLimits": rates.to_json() })))?;
+            }
+            rates
+        }
+        Target::Local(db) => {
+            let rates = apply(settings::stored_rate_limits(&db, env).map_err(|e| e.to_string())?)?;
+            if changing {
+                settings::store_rate_limits(&db, env, &rates)
+                    .and_then(|c| c.wait_blocking())
+                    .map_err(|e| e.to_string())?;
+            }
+            rates
+        }
+    };
+    Ok(Class::PER_ENV
+        .iter()
+        .map(|c| match rates.get(*c) {
+            Some(r) => format!("{}\t{r}", c.as_str()),
+            None => format!("{}\tdefault", c.as_str()),
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
 }
 
 fn lines(items: &Value, f: impl Fn(&Value) -> String) -> String {

@@ -137,6 +137,18 @@ pub enum EnvCommand {
     Create { name: String },
     /// List environments
     List,
+    /// Show or change an environment's runtime settings (its rate limits), applied at once by a
+    /// running server. Without options: show them.
+    Settings {
+        name: String,
+        /// Override one route class's rate limit: CLASS=RATE with CLASS auth, signin, database,
+        /// storage or functions and RATE like 200/s:400, or CLASS=default for the server's (repeatable)
+        #[arg(long = "rate-limit", value_name = "CLASS=RATE")]
+        rate_limits: Vec<String>,
+        /// Put every class back to the server's rate limit (before any --rate-limit)
+        #[arg(long)]
+        reset: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -102,6 +102,8 @@ codes! {
     AdminRequired = ("ADMIN_REQUIRED", Forbidden, 403, -502003);
     /// Wrong username, email or password.
     InvalidCredentials = ("INVALID_CREDENTIALS", Unauthenticated, 401, -501007);
+    /// The account has no password to check or change (anonymous, WeChat and custom-ticket users): sign up with a username or email first.
+    PasswordNotSet = ("PASSWORD_NOT_SET", InvalidRequest, 400, -501007);
     /// The refresh token is unknown, expired, revoked or was already used (reuse revokes its whole session).
     InvalidRefreshToken = ("INVALID_REFRESH_TOKEN", InvalidRequest, 400, -501007);
     /// The user has been disabled by an admin.
@@ -149,6 +151,8 @@ codes! {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
+    /// Seconds for a `Retry-After` header (rate-limit refusals); every protocol sends it.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -156,7 +160,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, answered with `Retry-After: secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 }
 

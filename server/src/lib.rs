@@ -6,10 +6,11 @@
 //! - `db`      — documents on an ordered KV store (sled): values, queries, updates, projections
 //! - `auth`    — end users, sessions and tokens per env; admins and API keys; bearer verification
 //! - `ratelimit` — token buckets per route class, per client IP and per user (no HTTP)
+//! - `settings` — per-env runtime settings (rate limits), stored in the KV and cached in memory
 //! - `http`    — protocol adapters: GATEWAY REST, CLOUD_API `/web`, admin API, health
 //! - `cli`     — admin subcommands, through a running server or directly on the data dir
 //!
-//! Domain modules (`db`, `auth`) never import actix-web or `crate::http` (a test checks this).
+//! Domain modules (`db`, `auth`, `rules`, `ratelimit`, `settings`) never import actix-web or `crate::http` (a test checks this).
 #![forbid(unsafe_code)]
 #![deny(clippy::unwrap_used)]
 
@@ -22,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod ratelimit;
 pub mod rules;
+pub mod settings;
 
 use std::future::Future;
 use std::net::TcpListener;

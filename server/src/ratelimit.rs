@@ -1,18 +1,28 @@
 //! Rate limiting: token buckets per route class, keyed per client IP and per user, with idle buckets
-//! evicted so memory stays bounded. No HTTP here: `http::ratelimit` classifies requests, finds the
-//! client IP (trusted proxies) and renders the 429 of each protocol.
+//! evicted so memory stays bounded; server-wide quotas (restart-only options) and per-env overrides
+//! an admin changes at runtime ([`EnvRates`], stored by `crate::settings`). No HTTP here:
+//! `http::ratelimit` classifies requests, finds the client IP (trusted proxies) and renders the 429
+//! of each protocol.
 //!
 //! Buckets are `governor`'s GCRA (a token bucket stored as one 64-bit "theoretical arrival time" per
 //! key): one keyed limiter per class and key kind, so each class has its own quota. A sweeper thread
 //! drops buckets that have refilled completely (`retain_recent`): a dropped bucket is
 //! indistinguishable from a new one, so eviction never loosens a limit.
+//!
+//! Per-env overrides are an in-memory map env → one keyed limiter per overridden class and key
+//! kind (per (env, IP) and per user). Changing an env's rate for a class replaces that class's
+//! limiters (the old buckets are dropped with them); classes whose rate did not change keep theirs.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::{mpsc, Arc, OnceLock, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock, RwLock, RwLockReadGuard, Weak};
 use std::time::Duration;
+
+use serde_json::{Map, Value};
 
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
@@ -28,7 +38,8 @@ pub enum Class {
     /// `/auth/*` except the sign-in routes below.
     Auth,
     /// Password and ticket sign-in (`POST /auth/v1/signin`, `/auth/v1/signin/custom`,
-    /// `/auth/v2/signin/username`, `/admin/v1/login`): guessable secrets, so much stricter.
+    /// `/auth/v2/signin/username`, `/admin/v1/login`) and the checks of a signed-in user's password
+    /// (`/auth/v1/user/sudo`, `/auth/v1/user/password`): guessable secrets, so much stricter.
     Signin,
     /// `/v1/database/*` and CLOUD_API `/web`.
     Database,
@@ -49,6 +60,20 @@ impl Class {
         Class::Functions,
         Class::Admin,
     ];
+
+    /// The classes an env can override (the admin API is not per env).
+    pub const PER_ENV: [Class; 5] = [
+        Class::Auth,
+        Class::Signin,
+        Class::Database,
+        Class::Storage,
+        Class::Functions,
+    ];
+
+    /// The class of a name as [`Class::as_str`] writes it.
+    pub fn parse(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.as_str() == name)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -191,6 +216,70 @@ impl RateLimits {
     }
 }
 
+/// An env's overrides of the server-wide quotas, per class; `None` = the server's quota. Only the
+/// classes of [`Class::PER_ENV`] can be set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvRates([Option<Rate>; Class::ALL.len()]);
+
+impl EnvRates {
+    pub fn get(&self, class: Class) -> Option<Rate> {
+        self.0[class.index()]
+    }
+
+    /// Sets or clears one class; the admin class cannot be set per env.
+    pub fn set(&mut self, class: Class, rate: Option<Rate>) -> Result<(), String> {
+        if !Class::PER_ENV.contains(&class) {
+            return Err(format!("the `{}` class is server-wide, not per env", class.as_str()));
+        }
+        self.0[class.index()] = rate;
+        Ok(())
+    }
+
+    /// No class overridden.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    /// Parses `{"database": "200/s:400", "signin": null, …}`: each key a per-env class, each value a
+    /// rate string or null (= the server's quota); an absent class is the server's quota too.
+    /// Errors name the offending key as `{what}.{class}`.
+    pub fn from_json(v: &Value, what: &str) -> Result<EnvRates, String> {
+        let mut rates = EnvRates::default();
+        let obj = match v {
+            Value::Null => return Ok(rates),
+            Value::Object(obj) => obj,
+            _ => return Err(format!("`{what}` must be an object of class → rate (or null)")),
+        };
+        for (key, value) in obj {
+            let shown: String = key.chars().take(64).collect();
+            let class = Class::parse(key).filter(|c| Class::PER_ENV.contains(c)).ok_or_else(|| {
+                format!("`{what}.{shown}`: unknown class; per-env classes are auth, signin, database, storage, functions")
+            })?;
+            let rate = match value {
+                Value::Null => None,
+                Value::String(s) => Some(s.parse::<Rate>().map_err(|e| format!("`{what}.{shown}`: {e}"))?),
+                _ => {
+                    return Err(format!(
+                        "`{what}.{shown}` must be a rate string (e.g. \"200/s:400\") or null"
+                    ))
+                }
+            };
+            rates.set(class, rate)?;
+        }
+        Ok(rates)
+    }
+
+    /// Every per-env class, as its rate string or null.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        for class in Class::PER_ENV {
+            let v = self.get(class).map_or(Value::Null, |r| Value::String(r.to_string()));
+            m.insert(class.as_str().into(), v);
+        }
+        Value::Object(m)
+    }
+}
+
 /// An IP address or a CIDR block (`10.0.0.0/8`, `fd00::/8`, `127.0.0.1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
@@ -307,11 +396,23 @@ pub fn ip_key(ip: IpAddr) -> IpAddr {
 
 type Keyed<K, C> = governor::RateLimiter<K, DashMapStateStore<K>, C, NoOpMiddleware<<C as Clock>::Instant>>;
 
-/// Token buckets for every class, per client IP and per user.
+/// The limiters of one env's overridden classes (`None` where the class is not overridden).
+struct EnvLimiter<C: Clock> {
+    rates: EnvRates,
+    by_ip: Vec<Option<Keyed<IpAddr, C>>>,
+    by_user: Vec<Option<Keyed<Box<str>, C>>>,
+}
+
+/// Token buckets for every class, per client IP and per user, and per env where an env overrides
+/// a class's quota.
 pub struct RateLimiter<C: Clock = MonotonicClock> {
     limits: RateLimits,
     by_ip: Vec<Keyed<IpAddr, C>>,
     by_user: Vec<Keyed<Box<str>, C>>,
+    /// Envs with at least one overridden class.
+    envs: RwLock<HashMap<Box<str>, EnvLimiter<C>>>,
+    /// `envs` is not empty: lets requests skip the lock while no env overrides anything.
+    any_env: AtomicBool,
     clock: C,
     /// Dropped with the limiter, which wakes and ends the sweeper thread.
     stop_sweeper: OnceLock<mpsc::Sender<()>>,
@@ -323,15 +424,18 @@ impl RateLimiter<MonotonicClock> {
     }
 }
 
+fn quota_of(rate: Rate) -> Quota {
+    rate.quota().unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
+}
+
+fn retry_after<C: Clock>(not_until: governor::NotUntil<C::Instant>, clock: &C) -> RetryAfter {
+    RetryAfter(not_until.wait_time_from(clock.now()))
+}
+
 impl<C: Clock + Clone> RateLimiter<C> {
     /// A limiter on the given clock (tests pass governor's `FakeRelativeClock`).
     pub fn with_clock(limits: RateLimits, clock: C) -> RateLimiter<C> {
-        let quota = |class: Class| {
-            limits
-                .get(class)
-                .quota()
-                .unwrap_or_else(|| Quota::per_second(NonZeroU32::MAX))
-        };
+        let quota = |class: Class| quota_of(limits.get(class));
         RateLimiter {
             by_ip: Class::ALL
                 .iter()
@@ -341,32 +445,112 @@ impl<C: Clock + Clone> RateLimiter<C> {
                 .iter()
                 .map(|c| Keyed::dashmap_with_clock(quota(*c), clock.clone()))
                 .collect(),
+            envs: RwLock::new(HashMap::new()),
+            any_env: AtomicBool::new(false),
             limits,
             clock,
             stop_sweeper: OnceLock::new(),
         }
     }
 
+    /// The server-wide quotas.
     pub fn limits(&self) -> &RateLimits {
         &self.limits
     }
 
-    /// Takes one token from the bucket of this client IP in this class (IPv6 by /64).
+    /// Takes one token from the server-wide bucket of this client IP in this class (IPv6 by /64).
     pub fn check_ip(&self, class: Class, ip: IpAddr) -> Result<(), RetryAfter> {
-        let limiter = &self.by_ip[class.index()];
-        limiter
+        self.by_ip[class.index()]
             .check_key(&ip_key(ip))
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
+            .map_err(|n| retry_after(n, &self.clock))
     }
 
-    /// Takes one token from the bucket of this user in this class. `user` is any stable id of the
-    /// caller: a uid after token verification, or an env-qualified account name (`env/alice`) to
-    /// limit sign-in attempts against one account from many addresses.
-    pub fn check_user(&self, class: Class, user: &str) -> Result<(), RetryAfter> {
-        let limiter = &self.by_user[class.index()];
-        limiter
-            .check_key(&Box::from(user))
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
+    /// Takes one token from the bucket of this client IP in `env`, if `env` overrides the class's
+    /// quota (otherwise the server-wide [`RateLimiter::check_ip`] is the only per-IP limit and this
+    /// does nothing). Costs one atomic load while no env overrides anything.
+    pub fn check_env_ip(&self, env: &str, class: Class, ip: IpAddr) -> Result<(), RetryAfter> {
+        if !self.any_env.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let envs = self.read_envs();
+        match envs.get(env).and_then(|e| e.by_ip[class.index()].as_ref()) {
+            Some(limiter) => limiter.check_key(&ip_key(ip)).map_err(|n| retry_after(n, &self.clock)),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes one token from the bucket of this user in this class: the quota of `env` if it
+    /// overrides the class, else the server-wide one. `user` is any id of the caller unique across
+    /// envs: a uid after token verification, or an env-qualified account name ([`account_key`]) to
+    /// limit sign-in attempts against one account from many addresses. `env: None` (admin
+    /// accounts) always uses the server-wide quota.
+    pub fn check_user(&self, env: Option<&str>, class: Class, user: &str) -> Result<(), RetryAfter> {
+        let key: Box<str> = Box::from(user);
+        if let Some(env) = env.filter(|_| self.any_env.load(Ordering::Acquire)) {
+            let envs = self.read_envs();
+            if let Some(limiter) = envs.get(env).and_then(|e| e.by_user[class.index()].as_ref()) {
+                return limiter.check_key(&key).map_err(|n| retry_after(n, &self.clock));
+            }
+        }
+        self.by_user[class.index()]
+            .check_key(&key)
+            .map_err(|n| retry_after(n, &self.clock))
+    }
+
+    /// The overrides of `env` (empty if it has none).
+    pub fn env_rates(&self, env: &str) -> EnvRates {
+        self.read_envs().get(env).map(|e| e.rates).unwrap_or_default()
+    }
+
+    /// Replaces the overrides of `env`, from the next request on. A class whose rate changed gets
+    /// fresh buckets (the old ones are dropped); a class whose rate is the same keeps its buckets,
+    /// so re-saving the same settings does not hand out a fresh burst.
+    pub fn set_env_rates(&self, env: &str, rates: EnvRates) {
+        let mut envs = match self.envs.write() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if rates.is_empty() {
+            envs.remove(env);
+        } else {
+            let n = Class::ALL.len();
+            let (mut by_ip, mut by_user): (Vec<_>, Vec<_>) = match envs.remove(env) {
+                Some(old) => {
+                    let keep = |c: usize| old.rates.0[c] == rates.0[c];
+                    let ips = old.by_ip.into_iter().enumerate().map(|(c, l)| l.filter(|_| keep(c)));
+                    let users = old.by_user.into_iter().enumerate().map(|(c, l)| l.filter(|_| keep(c)));
+                    (ips.collect(), users.collect())
+                }
+                None => ((0..n).map(|_| None).collect(), (0..n).map(|_| None).collect()),
+            };
+            for class in Class::ALL {
+                let i = class.index();
+                match rates.get(class) {
+                    Some(rate) => {
+                        if by_ip[i].is_none() {
+                            by_ip[i] = Some(Keyed::dashmap_with_clock(quota_of(rate), self.clock.clone()));
+                        }
+                        if by_user[i].is_none() {
+                            by_user[i] = Some(Keyed::dashmap_with_clock(quota_of(rate), self.clock.clone()));
+                        }
+                    }
+                    None => {
+                        by_ip[i] = None;
+                        by_user[i] = None;
+                    }
+                }
+            }
+            envs.insert(Box::from(env), EnvLimiter { rates, by_ip, by_user });
+        }
+        self.any_env.store(!envs.is_empty(), Ordering::Release);
+    }
+
+    fn read_envs(&self) -> RwLockReadGuard<'_, HashMap<Box<str>, EnvLimiter<C>>> {
+        // a panic while holding the lock cannot leave the map half-changed: use it as it is
+        match self.envs.read() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
     }
 
     /// Drops every bucket that has refilled completely (it would behave exactly like a new one).
@@ -377,12 +561,30 @@ impl<C: Clock + Clone> RateLimiter<C> {
         for limiter in &self.by_user {
             sweep(limiter);
         }
+        for env in self.read_envs().values() {
+            env.by_ip.iter().flatten().for_each(sweep);
+            env.by_user.iter().flatten().for_each(sweep);
+        }
     }
 
-    /// How many buckets are held (all classes, IPs and users).
+    /// How many buckets are held (all classes, IPs, users and envs).
     pub fn buckets(&self) -> usize {
-        self.by_ip.iter().map(|l| l.len()).sum::<usize>() + self.by_user.iter().map(|l| l.len()).sum::<usize>()
+        let envs: usize = self
+            .read_envs()
+            .values()
+            .map(|e| {
+                e.by_ip.iter().flatten().map(|l| l.len()).sum::<usize>()
+                    + e.by_user.iter().flatten().map(|l| l.len()).sum::<usize>()
+            })
+            .sum();
+        self.by_ip.iter().map(|l| l.len()).sum::<usize>() + self.by_user.iter().map(|l| l.len()).sum::<usize>() + envs
     }
+}
+
+/// The per-user bucket key of a sign-in name (username or email) in `env`: lower-cased, like the
+/// uniqueness of names, so `Alice` and `alice` are one account.
+pub fn account_key(env: &str, login: &str) -> String {
+    format!("{env}/{}", login.to_lowercase())
 }
 
 fn sweep<K: std::hash::Hash + Eq + Clone, C: Clock>(limiter: &Keyed<K, C>) {
@@ -515,10 +717,10 @@ mod tests {
         rl.check_ip(Class::Signin, ip(2)).unwrap();
         rl.check_ip(Class::Database, ip(1)).unwrap();
         rl.check_ip(Class::Auth, ip(1)).unwrap();
-        rl.check_user(Class::Signin, "env/alice").unwrap();
-        assert!(rl.check_user(Class::Signin, "env/alice").is_err());
-        rl.check_user(Class::Signin, "env/bob").unwrap();
-        rl.check_user(Class::Database, "env/alice").unwrap();
+        rl.check_user(Some("env"), Class::Signin, "env/alice").unwrap();
+        assert!(rl.check_user(Some("env"), Class::Signin, "env/alice").is_err());
+        rl.check_user(Some("env"), Class::Signin, "env/bob").unwrap();
+        rl.check_user(None, Class::Database, "env/alice").unwrap();
     }
 
     #[test]
@@ -540,7 +742,7 @@ mod tests {
         let rl = RateLimiter::with_clock(limits_with(Class::Signin, "10/min:10"), clock.clone());
         for n in 0..10_000 {
             rl.check_ip(Class::Database, ip(n)).unwrap();
-            rl.check_user(Class::Auth, &format!("u{n}")).unwrap();
+            rl.check_user(None, Class::Auth, &format!("u{n}")).unwrap();
         }
         for _ in 0..10 {
             rl.check_ip(Class::Signin, ip(7)).unwrap();
@@ -558,6 +760,107 @@ mod tests {
         rl.evict_idle();
         assert_eq!(rl.buckets(), 0);
         rl.check_ip(Class::Signin, ip(7)).unwrap();
+    }
+
+    fn rates(pairs: &[(Class, &str)]) -> EnvRates {
+        let mut r = EnvRates::default();
+        for (c, rate) in pairs {
+            r.set(*c, Some(rate.parse().unwrap())).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn env_rates_parse_from_json_with_the_field_named() {
+        let r = EnvRates::from_json(
+            &serde_json::json!({"database": "200/s:400", "signin": null}),
+            "rateLimits",
+        )
+        .unwrap();
+        assert_eq!(r.get(Class::Database), Some("200/s:400".parse().unwrap()));
+        assert_eq!(r.get(Class::Signin), None);
+        assert_eq!(
+            r.to_json(),
+            serde_json::json!({"auth": null, "signin": null, "database": "200/s:400", "storage": null, "functions": null})
+        );
+        assert!(EnvRates::from_json(&Value::Null, "x").unwrap().is_empty());
+        let cases = [
+            (serde_json::json!({"database": "fast"}), "rateLimits.database"),
+            (serde_json::json!({"database": 5}), "rateLimits.database"),
+            (serde_json::json!({"admin": "1/s"}), "rateLimits.admin"),
+            (serde_json::json!({"dtabase": "1/s"}), "rateLimits.dtabase"),
+            (serde_json::json!(["1/s"]), "rateLimits"),
+        ];
+        for (v, field) in cases {
+            let e = EnvRates::from_json(&v, "rateLimits").unwrap_err();
+            assert!(e.contains(&format!("`{field}")), "{v}: {e}");
+        }
+        assert!(EnvRates::default().set(Class::Admin, None).is_err());
+    }
+
+    #[test]
+    fn env_overrides_apply_per_env_ip_and_user_and_can_be_changed_and_removed() {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(RateLimits::default(), clock.clone());
+        // no override: the per-env check is free and never refuses
+        for _ in 0..100 {
+            rl.check_env_ip("a", Class::Database, ip(1)).unwrap();
+        }
+        assert_eq!(rl.buckets(), 0);
+        rl.set_env_rates("a", rates(&[(Class::Database, "2/min:2")]));
+        assert_eq!(rl.env_rates("a").get(Class::Database).unwrap().to_string(), "2/min:2");
+        for _ in 0..2 {
+            rl.check_env_ip("a", Class::Database, ip(1)).unwrap();
+        }
+        assert_eq!(rl.check_env_ip("a", Class::Database, ip(1)).unwrap_err().secs(), 30);
+        // other IPs, other envs, other classes are unaffected
+        rl.check_env_ip("a", Class::Database, ip(2)).unwrap();
+        rl.check_env_ip("b", Class::Database, ip(1)).unwrap();
+        rl.check_env_ip("a", Class::Auth, ip(1)).unwrap();
+        // per user: the env's quota instead of the server's
+        rl.check_user(Some("a"), Class::Database, "u1").unwrap();
+        rl.check_user(Some("a"), Class::Database, "u1").unwrap();
+        assert!(rl.check_user(Some("a"), Class::Database, "u1").is_err());
+        for _ in 0..10 {
+            rl.check_user(Some("b"), Class::Database, "u2").unwrap();
+        }
+        // saving the same rate keeps the buckets (no fresh burst)
+        rl.set_env_rates("a", rates(&[(Class::Database, "2/min:2"), (Class::Auth, "1/h:1")]));
+        assert!(rl.check_env_ip("a", Class::Database, ip(1)).is_err());
+        // a changed rate starts fresh buckets at the new rate; the old ones are gone
+        rl.set_env_rates("a", rates(&[(Class::Database, "3/min:3")]));
+        for _ in 0..3 {
+            rl.check_env_ip("a", Class::Database, ip(1)).unwrap();
+        }
+        assert!(rl.check_env_ip("a", Class::Database, ip(1)).is_err());
+        assert_eq!(rl.env_rates("a").get(Class::Auth), None);
+        // back to the server default: no per-env bucket left at all
+        rl.set_env_rates("a", EnvRates::default());
+        rl.check_env_ip("a", Class::Database, ip(1)).unwrap();
+        assert!(rl.env_rates("a").is_empty());
+        let before = rl.buckets();
+        rl.check_user(Some("a"), Class::Database, "u1").unwrap();
+        assert_eq!(rl.buckets(), before + 1, "the server-wide user bucket");
+    }
+
+    #[test]
+    fn env_buckets_are_swept_too() {
+        let clock = FakeRelativeClock::default();
+        let rl = RateLimiter::with_clock(RateLimits::default(), clock.clone());
+        rl.set_env_rates("a", rates(&[(Class::Signin, "10/min:10")]));
+        for n in 0..1000 {
+            rl.check_env_ip("a", Class::Signin, ip(n)).unwrap();
+            rl.check_user(Some("a"), Class::Signin, &account_key("a", &format!("User{n}")))
+                .unwrap();
+        }
+        assert_eq!(rl.buckets(), 2000);
+        clock.advance(Duration::from_secs(5));
+        rl.evict_idle();
+        assert_eq!(rl.buckets(), 2000, "not refilled yet");
+        clock.advance(Duration::from_secs(60));
+        rl.evict_idle();
+        assert_eq!(rl.buckets(), 0);
+        assert_eq!(account_key("env", "Alice@Example.COM"), "env/alice@example.com");
     }
 
     #[test]

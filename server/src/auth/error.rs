@@ -16,6 +16,12 @@ pub enum AuthError {
     TokenExpired,
     #[error("wrong username, email or password")]
     InvalidCredentials,
+    /// A signed-in user's current password (sudo, password change) is wrong.
+    #[error("the password is wrong")]
+    WrongPassword,
+    /// The account has no password (anonymous, WeChat, custom ticket).
+    #[error("{0}")]
+    PasswordNotSet(String),
     #[error("{0}")]
     InvalidRefreshToken(String),
     /// A valid token without the right to do this (a user token on an admin route).
@@ -44,7 +50,8 @@ impl AuthError {
             AuthError::InvalidParam(_) => Code::InvalidParam,
             AuthError::Unauthenticated(_) => Code::Unauthenticated,
             AuthError::TokenExpired => Code::AccessTokenExpired,
-            AuthError::InvalidCredentials => Code::InvalidCredentials,
+            AuthError::InvalidCredentials | AuthError::WrongPassword => Code::InvalidCredentials,
+            AuthError::PasswordNotSet(_) => Code::PasswordNotSet,
             AuthError::InvalidRefreshToken(_) => Code::InvalidRefreshToken,
             AuthError::AdminRequired(_) => Code::AdminRequired,
             AuthError::UserDisabled => Code::UserDisabled,

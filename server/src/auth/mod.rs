@@ -1,5 +1,5 @@
 //! Authentication: end users per env (anonymous, username/email + password, external identities
-//! from custom tickets and WeChat), their sessions and tokens; admins, admin tokens and server API
+//! from custom tickets and WeChat), password changes, their sessions and tokens; admins, admin tokens and server API
 //! keys; and the verification every protocol uses to turn a bearer token into a [`Caller`].
 //!
 //! Tokens: access and admin tokens are HS256 JWTs signed with a 32-byte key kept in
@@ -15,6 +15,7 @@ mod admins;
 mod cache;
 mod error;
 mod password;
+mod password_change;
 mod sessions;
 mod store;
 mod ticket;
@@ -38,6 +39,7 @@ use crate::db::Database;
 pub use admins::{AdminToken, ApiKeyInfo, NewApiKey};
 pub use error::AuthError;
 pub use password::{MAX_PASSWORD_LEN, MIN_PASSWORD_LEN};
+pub use password_change::{PasswordProof, SUDO_TOKEN_TTL_SECS};
 pub use ticket::{ProviderError, TICKET_MAX_TTL_SECS};
 pub use users::{External, SignUp, User, UserPage};
 pub use wechat::{WeChatSettings, PROVIDER_TOKEN_TTL_SECS};

@@ -1,5 +1,5 @@
-//! The admin API under `/admin/v1/`: envs, collections and their security rules (users, keys and
-//! admin login are in `auth_api.rs`). Every route needs an admin token or server API key.
+//! The admin API under `/admin/v1/`: envs, env settings (rate limits), collections and their
+//! security rules (users, keys and admin login are in `auth_api.rs`). Every route needs an admin token or server API key.
 //! Errors: `{code, type, message, details}` with the code's HTTP status.
 
 use actix_web::http::StatusCode;
@@ -10,6 +10,7 @@ use super::auth_api::require_admin;
 use super::{blocking, read_json, req_str, require_object, RequestId, State};
 use crate::error::{ApiError, Code};
 use crate::rules::CollectionRules;
+use crate::settings::{parse_settings, settings_json};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -22,6 +23,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/admin/v1/envs/{env}/collections")
             .route(web::get().to(list_collections))
             .route(web::post().to(create_collection))
+            .default_service(web::to(admin_method_not_allowed)),
+    )
+    .service(
+        web::resource("/admin/v1/envs/{env}/settings")
+            .route(web::get().to(get_settings))
+            .route(web::put().to(put_settings))
             .default_service(web::to(admin_method_not_allowed)),
     )
     .service(
@@ -42,12 +49,13 @@ pub(super) fn admin_reply(rid: &RequestId, status: StatusCode, r: Result<Value, 
 
 pub fn admin_error(rid: &RequestId, e: &ApiError) -> HttpResponse {
     let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(json!({
+    let res = HttpResponse::build(status).json(json!({
         "code": e.code.as_str(),
         "type": e.code.kind().as_str(),
         "message": e.message,
         "details": { "requestId": rid.0 },
-    }))
+    }));
+    super::with_retry_after(res, e)
 }
 
 pub async fn admin_method_not_allowed(req: HttpRequest, rid: RequestId) -> HttpResponse {
@@ -137,6 +145,38 @@ async fn put_rules(
             .wait()
             .await?;
         Ok(json!({ "rules": rules.to_json() }))
+    };
+    admin_reply(&rid, StatusCode::OK, r.await)
+}
+
+/// Settings bodies are a few fields.
+const SETTINGS_BODY_LIMIT: usize = 64 * 1024;
+
+/// An env's runtime settings: `{"rateLimits": {class: rate | null}, "serverRateLimits": {…}}`.
+async fn get_settings(req: HttpRequest, path: web::Path<String>, state: State, rid: RequestId) -> HttpResponse {
+    let r = (|| {
+        require_admin(&req, &state)?;
+        let rates = state.settings.rate_limits(&path)?;
+        Ok(settings_json(&rates, state.settings.server_limits()))
+    })();
+    admin_reply(&rid, StatusCode::OK, r)
+}
+
+/// Replaces an env's rate-limit overrides (`{"rateLimits": {…}}`; null or absent classes use the
+/// server's quota); in force from the next request on.
+async fn put_settings(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let r = async {
+        require_admin(&req, &state)?;
+        let body = read_json(&req, payload, SETTINGS_BODY_LIMIT).await?;
+        let rates = parse_settings(&body)?;
+        let rates = state.settings.set_rate_limits(&path, rates).await?;
+        Ok(settings_json(&rates, state.settings.server_limits()))
     };
     admin_reply(&rid, StatusCode::OK, r.await)
 }

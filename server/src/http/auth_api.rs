@@ -14,8 +14,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::admin::{admin_method_not_allowed, admin_reply};
-use super::{blocking, parse_json, read_body, RequestId, State};
-use crate::auth::{Caller, Identity, LoginType, SignUp, User};
+use super::{blocking, parse_json, ratelimit, read_body, RequestId, State};
+use crate::auth::{Caller, Identity, LoginType, PasswordProof, SignUp, User, SUDO_TOKEN_TTL_SECS};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
 
@@ -33,6 +33,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(auth("/auth/v1/signin", web::post().to(signin)))
         .service(auth("/auth/v1/token", web::post().to(token)))
         .service(auth("/auth/v1/user/me", web::get().to(user_me)))
+        .service(auth("/auth/v1/user/sudo", web::post().to(user_sudo)))
+        .service(auth("/auth/v1/user/password", web::patch().to(user_password)))
         .service(auth("/auth/v1/revoke", web::post().to(revoke)))
         .service(auth("/auth/v1/user/signout", web::post().to(signout)));
     let admin = |path: &str| web::resource(path.to_string()).default_service(web::to(admin_method_not_allowed));
@@ -60,6 +62,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub fn oauth_error(code: Code) -> &'static str {
     match code {
         Code::InvalidCredentials | Code::InvalidRefreshToken => "invalid_grant",
+        // the SDK's ErrorType.PASSWORD_NOT_SET
+        Code::PasswordNotSet => "password_not_set",
         _ => match code.http_status() {
             401 => "unauthenticated",
             403 => "permission_denied",
@@ -76,7 +80,9 @@ pub fn oauth_error(code: Code) -> &'static str {
 /// `{error, error_description}` with the code's HTTP status.
 pub fn auth_error(err: &ApiError) -> HttpResponse {
     let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(json!({ "error": oauth_error(err.code), "error_description": err.message }))
+    let res =
+        HttpResponse::build(status).json(json!({ "error": oauth_error(err.code), "error_description": err.message }));
+    super::with_retry_after(res, err)
 }
 
 fn auth_reply(r: Result<Value, ApiError>) -> HttpResponse {
@@ -179,12 +185,16 @@ fn env_param(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(find("client_id").or_else(|| find("env")))
 }
 
-/// The env of an `/auth/v1` request: `?client_id=`, `?env=`, else `default`.
-pub(super) fn env_of(req: &HttpRequest) -> Result<String, ApiError> {
-    Ok(env_param(req)?.unwrap_or_else(|| DEFAULT_ENV.to_string()))
+/// The env of an `/auth/v1` request: `?client_id=`, `?env=`, else `default`. Charges the env's
+/// per-IP bucket of the route's class when the env overrides its quota.
+pub(super) fn env_of(req: &HttpRequest, state: &State) -> Result<String, ApiError> {
+    let env = env_param(req)?.unwrap_or_else(|| DEFAULT_ENV.to_string());
+    ratelimit::check_env(req, state, &env)?;
+    Ok(env)
 }
 
-/// The verified end user of a request that needs one, in the request's env (if it names one).
+/// The verified end user of a request that needs one, in the request's env (if it names one; else
+/// the token's). Charges the env's per-IP bucket like [`env_of`].
 fn user_of(req: &HttpRequest, state: &State) -> Result<(Identity, String), ApiError> {
     let token = bearer_token(req).ok_or_else(|| ApiError::new(Code::Unauthenticated, "an access token is required"))?;
     let caller = match env_param(req)? {
@@ -192,7 +202,10 @@ fn user_of(req: &HttpRequest, state: &State) -> Result<(Identity, String), ApiEr
         None => state.auth.verify_bearer(token)?,
     };
     match caller {
-        Caller::User(id) => Ok((id, token.to_string())),
+        Caller::User(id) => {
+            ratelimit::check_env(req, state, &id.env)?;
+            Ok((id, token.to_string()))
+        }
         Caller::Admin | Caller::Guest => Err(ApiError::new(Code::Unauthenticated, "a user access token is required")),
     }
 }
@@ -236,12 +249,31 @@ fn req_str(body: &Value, key: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::new(Code::InvalidParam, format!("`{key}` is required and must be a string")))
 }
 
+/// Longest sign-in name that can exist (emails are at most 254 characters); longer ones are
+/// refused without a password check, so they need no bucket.
+const MAX_LOGIN_LEN: usize = 254;
+
+/// Takes one sign-in attempt from the bucket of one account: `env`'s username or email (lower-cased),
+/// or with `env: None` an admin's email. Charged before the account is looked up, for names that
+/// do not exist too, so the reply never tells whether an account exists; a guess at one account
+/// from many addresses meets this bucket whatever the per-address ones say.
+fn charge_account(state: &State, env: Option<&str>, login: &str) -> Result<(), ApiError> {
+    if login.len() > MAX_LOGIN_LEN {
+        return Ok(());
+    }
+    let key = match env {
+        Some(env) => crate::ratelimit::account_key(env, login),
+        None => format!("admin:{}", login.to_lowercase()),
+    };
+    ratelimit::check_user(state, env, crate::ratelimit::Class::Signin, &key)
+}
+
 // ---- /auth/v1 -------------------------------------------------------------------------------
 
 async fn signin_anonymously(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         read_object(&req, payload, true).await?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         Ok(json!(state.auth.sign_in_anonymously(&env).await?))
     };
     auth_reply(r.await)
@@ -250,7 +282,7 @@ async fn signin_anonymously(req: HttpRequest, payload: web::Payload, state: Stat
 async fn signup(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         let body = read_object(&req, payload, false).await?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         if opt_str(&body, "phone_number")?.is_some()
             && opt_str(&body, "username")?.is_none()
             && opt_str(&body, "email")?.is_none()
@@ -273,7 +305,7 @@ async fn signup(req: HttpRequest, payload: web::Payload, state: State) -> HttpRe
 async fn signin(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let r = async {
         let body = read_object(&req, payload, false).await?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         let login = match (opt_str(&body, "username")?, opt_str(&body, "email")?) {
             (Some(u), _) => u,
             (None, Some(e)) => e,
@@ -286,6 +318,8 @@ async fn signin(req: HttpRequest, payload: web::Payload, state: State) -> HttpRe
             (None, None) => return Err(ApiError::new(Code::InvalidParam, "`username` or `email` is required")),
         };
         let password = req_str(&body, "password")?;
+        state.db.check_env(&env)?;
+        charge_account(&state, Some(&env), &login)?;
         Ok(json!(state.auth.sign_in_password(&env, &login, &password).await?))
     };
     auth_reply(r.await)
@@ -298,6 +332,7 @@ async fn token(req: HttpRequest, payload: web::Payload, state: State) -> HttpRes
             Some(env) => env,
             None => opt_str(&body, "client_id")?.unwrap_or_else(|| DEFAULT_ENV.to_string()),
         };
+        ratelimit::check_env(&req, &state, &env)?;
         let grant = req_str(&body, "grant_type")?;
         if grant != "refresh_token" {
             return Err(ApiError::new(
@@ -321,6 +356,72 @@ async fn user_me(req: HttpRequest, state: State) -> HttpResponse {
         Ok(user_me_json(&user, id.login_type))
     })();
     auth_reply(r)
+}
+
+/// Charges the account bucket of a signed-in user before their current password is checked: the
+/// same bucket as a password sign-in with their username (else email), so a stolen session cannot
+/// guess the password faster than sign-in could. Users without a name have no password to guess.
+fn charge_signed_in_account(state: &State, id: &Identity) -> Result<(), ApiError> {
+    let user = state.auth.user(&id.env, &id.uid)?;
+    match user.username.or(user.email) {
+        Some(name) => charge_account(state, Some(&id.env), &name),
+        None => Ok(()),
+    }
+}
+
+/// `POST /auth/v1/user/sudo {password}` → `{sudo_token, expires_in}`: proves the current password
+/// for a following sensitive change (the SDK's `sudo`, used by `updatePasswordByOld`).
+async fn user_sudo(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let r = async {
+        let (id, token) = user_of(&req, &state)?;
+        let body = read_object(&req, payload, false).await?;
+        if opt_str(&body, "password")?.is_none() && opt_str(&body, "verification_token")?.is_some() {
+            return Err(ApiError::new(
+                Code::NotSupported,
+                "sudo with a verification code is not supported: send the current `password`",
+            ));
+        }
+        let password = req_str(&body, "password")?;
+        charge_signed_in_account(&state, &id)?;
+        let sudo_token = state.auth.sudo(&token, &password).await?;
+        Ok(json!({ "sudo_token": sudo_token, "expires_in": SUDO_TOKEN_TTL_SECS }))
+    };
+    auth_reply(r.await)
+}
+
+/// `PATCH /auth/v1/user/password {new_password, sudo_token | old_password}` (the sudo token may
+/// also be in the query string) → `{}`: the user's other sessions end, this one stays.
+async fn user_password(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let r = async {
+        let (id, token) = user_of(&req, &state)?;
+        let body = read_object(&req, payload, false).await?;
+        let new_password = req_str(&body, "new_password")?;
+        let query: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| ApiError::new(Code::InvalidParam, format!("malformed query string: {e}")))?;
+        let sudo = match opt_str(&body, "sudo_token")? {
+            Some(t) => Some(t),
+            None => query
+                .into_iter()
+                .find(|(k, v)| k == "sudo_token" && !v.is_empty())
+                .map(|(_, v)| v),
+        };
+        let proof = match (sudo, opt_str(&body, "old_password")?) {
+            (Some(t), _) => PasswordProof::SudoToken(t),
+            (None, Some(old)) => {
+                charge_signed_in_account(&state, &id)?;
+                PasswordProof::OldPassword(old)
+            }
+            (None, None) => {
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "`sudo_token` (from POST /auth/v1/user/sudo) or `old_password` is required",
+                ))
+            }
+        };
+        state.auth.change_password(&token, proof, &new_password).await?;
+        Ok(json!({}))
+    };
+    auth_reply(r.await)
 }
 
 async fn revoke(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
@@ -380,6 +481,7 @@ async fn admin_login(req: HttpRequest, payload: web::Payload, state: State, rid:
         let body = read_object(&req, payload, false).await?;
         let email = req_str(&body, "email")?;
         let password = req_str(&body, "password")?;
+        charge_account(&state, None, &email)?;
         Ok(json!(state.auth.admin_login(&email, &password).await?))
     };
     admin_reply(&rid, StatusCode::OK, r.await)
@@ -453,17 +555,28 @@ async fn patch_user(
         require_admin(&req, &state)?;
         let body = read_object(&req, payload, false).await?;
         let disabled = match body.get("disabled") {
-            Some(Value::Bool(b)) => *b,
-            _ => {
-                return Err(ApiError::new(
-                    Code::InvalidParam,
-                    "`disabled` is required and must be a boolean",
-                ))
-            }
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => return Err(ApiError::new(Code::InvalidParam, "`disabled` must be a boolean")),
         };
-        Ok(json!(
-            state.auth.set_user_disabled(&path.env, &path.uid, disabled).await?
-        ))
+        let password = match body.get("password") {
+            None => None,
+            Some(Value::String(p)) => Some(p.clone()),
+            Some(_) => return Err(ApiError::new(Code::InvalidParam, "`password` must be a string")),
+        };
+        let mut user = match &password {
+            Some(p) => Some(state.auth.set_user_password(&path.env, &path.uid, p).await?),
+            None => None,
+        };
+        if let Some(d) = disabled {
+            user = Some(state.auth.set_user_disabled(&path.env, &path.uid, d).await?);
+        }
+        user.map(|u| json!(u)).ok_or_else(|| {
+            ApiError::new(
+                Code::InvalidParam,
+                "`disabled` (a boolean) or `password` (a string) is required",
+            )
+        })
     };
     admin_reply(&rid, StatusCode::OK, r.await)
 }

@@ -95,7 +95,7 @@ fn body_config() -> web::PayloadConfig {
 async fn signin_custom(req: HttpRequest, body: Result<web::Bytes, actix_web::Error>, state: State) -> HttpResponse {
     let r = async {
         let body = object(&body.map_err(too_large)?)?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         if let Some(p) = body.get("provider_id") {
             if p != "custom" {
                 return Err(ApiError::new(Code::InvalidParam, "`provider_id` must be `custom`"));
@@ -110,7 +110,7 @@ async fn signin_custom(req: HttpRequest, body: Result<web::Bytes, actix_web::Err
 async fn provider_token(req: HttpRequest, body: Result<web::Bytes, actix_web::Error>, state: State) -> HttpResponse {
     let r = async {
         let body = object(&body.map_err(too_large)?)?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         let params = body.get("provider_params").cloned().unwrap_or(Value::Null);
         if let Some(t) = params.get("provider_code_type").and_then(Value::as_str) {
             if t != "open_id" {
@@ -144,7 +144,7 @@ async fn signin_with_provider(
 ) -> HttpResponse {
     let r = async {
         let body = object(&body.map_err(too_large)?)?;
-        let env = env_of(&req)?;
+        let env = env_of(&req, &state)?;
         let token = req_str(&body, "provider_token")?;
         Ok(json!(state.auth.sign_in_with_provider(&env, token).await?))
     };

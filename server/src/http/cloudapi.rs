@@ -41,9 +41,11 @@ fn ok<T: Serialize>(rid: &RequestId, data: T) -> HttpResponse {
     })
 }
 
-/// CloudBase answers CLOUD_API errors with HTTP 200; the SDK branches on `code`.
-fn error(rid: &RequestId, e: &ApiError) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "requestId": rid.0, "code": e.code.as_str(), "message": e.message }))
+/// CloudBase answers CLOUD_API errors with HTTP 200 (the SDK treats any other status as a network
+/// failure and would hide the code); the SDK branches on `code`. `Retry-After` is still sent.
+pub(super) fn error(rid: &RequestId, e: &ApiError) -> HttpResponse {
+    let res = HttpResponse::Ok().json(json!({ "requestId": rid.0, "code": e.code.as_str(), "message": e.message }));
+    super::with_retry_after(res, e)
 }
 
 async fn action(req: HttpRequest, payload: web::Payload, state: State, rid: RequestId) -> HttpResponse {

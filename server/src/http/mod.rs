@@ -31,8 +31,11 @@ pub struct AppState {
     pub config: Config,
     /// Users, sessions, tokens, admins and API keys.
     pub auth: Arc<crate::auth::Auth>,
-    /// Token buckets per route class, client IP and user; the middleware checks IPs, handlers users.
+    /// Token buckets per route class, client IP and user; the middleware checks IPs, handlers users
+    /// and per-env quotas.
     pub limiter: Arc<crate::ratelimit::RateLimiter>,
+    /// Per-env runtime settings (rate limits); changes go to the store and to `limiter`.
+    pub settings: crate::settings::Settings,
     /// Compiled security rules per collection.
     pub rules: crate::access::RulesCache,
     /// Scans are CPU-bound: running more at once than there are cores only adds memory and latency.
@@ -56,9 +59,12 @@ impl AppState {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let limiter = Arc::new(crate::ratelimit::RateLimiter::new(config.rate_limits));
         limiter.start_sweeper(crate::ratelimit::SWEEP_EVERY);
+        let settings = crate::settings::Settings::open(db.clone(), limiter.clone())
+            .map_err(|e| format!("cannot load the env settings: {e}"))?;
         Ok(AppState {
             auth: Arc::new(auth),
             limiter,
+            settings,
             rules: crate::access::RulesCache::default(),
             db,
             config,
@@ -78,27 +84,25 @@ impl AppState {
 
 pub type State = web::Data<AppState>;
 
-/// Who makes a database request: the verified token (the CLOUD_API envelope's `access_token`, else
-/// `Authorization: Bearer`), or a guest when there is none. A user token must belong to `env`, and
-/// each user has a database rate limit of their own.
+/// Who makes a request to `env` (GATEWAY, CLOUD_API once the envelope is parsed): the verified
+/// token (the CLOUD_API envelope's `access_token`, else `Authorization: Bearer`), or a guest when
+/// there is none. A user token must belong to `env`. Charges the env's per-IP bucket of the
+/// request's class (when the env overrides it) and the user's own bucket (the env's quota or the
+/// server's), so refusals carry `Retry-After`.
 pub fn caller_of(
     req: &HttpRequest,
     state: &State,
     env: &str,
     envelope_token: Option<&str>,
 ) -> Result<Caller, ApiError> {
+    ratelimit::check_env(req, state, env)?;
     let token = envelope_token
         .filter(|t| !t.is_empty())
         .or_else(|| auth_api::bearer_token(req));
     let Some(token) = token else { return Ok(Caller::Guest) };
     let caller = state.auth.verify_for_env(token, env)?;
-    if let Caller::User(id) = &caller {
-        if let Err(retry) = state.limiter.check_user(crate::ratelimit::Class::Database, &id.uid) {
-            return Err(ApiError::new(
-                Code::RateLimited,
-                format!("too many requests for this user: retry in {} s", retry.secs()),
-            ));
-        }
+    if let (Caller::User(id), Some(class)) = (&caller, ratelimit::class_of(req)) {
+        ratelimit::check_user(state, Some(env), class, &id.uid)?;
     }
     Ok(caller)
 }
@@ -272,7 +276,19 @@ where
 /// GATEWAY and default error shape: `{code, message, requestId}` with the code's HTTP status.
 pub fn gateway_error(rid: &RequestId, err: &ApiError) -> HttpResponse {
     let status = StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(json!({ "code": err.code.as_str(), "message": err.message, "requestId": rid.0 }))
+    let res = HttpResponse::build(status)
+        .json(json!({ "code": err.code.as_str(), "message": err.message, "requestId": rid.0 }));
+    with_retry_after(res, err)
+}
+
+/// Adds `Retry-After` to the reply of an error that has one (rate-limit refusals); every error
+/// renderer of every protocol calls it.
+pub fn with_retry_after(mut res: HttpResponse, err: &ApiError) -> HttpResponse {
+    if let Some(secs) = err.retry_after {
+        res.headers_mut()
+            .insert(actix_web::http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    res
 }
 
 /// Adds `requestId` to an object reply.

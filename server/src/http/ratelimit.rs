@@ -7,12 +7,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use actix_web::http::header::HeaderMap;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use futures_util::future::{Either, MapOk, TryFutureExt};
-use serde_json::json;
 
-use super::{admin::admin_error, gateway_error, AppState, RequestId};
+use super::{admin::admin_error, auth_api::auth_error, cloudapi, gateway_error, AppState, RequestId};
 use crate::error::{ApiError, Code};
 use crate::ratelimit::{Class, RetryAfter, TrustedProxies};
 
@@ -37,16 +36,19 @@ pub fn classify(path: &str) -> Option<Class> {
         .map(|(_, class)| *class)
 }
 
-/// Password and ticket sign-in, compared with repeated and trailing slashes removed so no spelling
+/// Password and ticket sign-in and the routes that check a signed-in user's password (sudo,
+/// password change), compared with repeated and trailing slashes removed so no spelling
 /// of the path a router might accept escapes the strict class.
 fn is_signin(path: &str) -> bool {
-    const SIGNIN: [&str; 4] = [
+    const SIGNIN: [&str; 6] = [
         "/auth/v1/signin",
         "/auth/v1/signin/custom",
         "/auth/v2/signin/username",
         "/admin/v1/login",
+        "/auth/v1/user/sudo",
+        "/auth/v1/user/password",
     ];
-    if !(path.contains("signin") || path.contains("login")) {
+    if !["signin", "login", "sudo", "password"].iter().any(|w| path.contains(w)) {
         return false;
     }
     let mut normal = String::with_capacity(path.len());
@@ -104,30 +106,62 @@ pub fn client_ip_of(req: &HttpRequest, trusted: &TrustedProxies) -> IpAddr {
     client_ip(req.peer_addr().map(|a| a.ip()), req.headers(), trusted)
 }
 
-/// The refusal of a request to `path`: `429` + `Retry-After`, in the shape of the path's protocol
-/// (`/auth/*` `{error, error_description}`, `/admin/*` `{code, type, message, details}`, CLOUD_API
-/// `/web` HTTP 200 `{code, message, requestId}`, everything else GATEWAY `{code, message, requestId}`).
-/// Handlers that refuse after [`crate::ratelimit::RateLimiter::check_user`] use it too.
-pub fn too_many_requests(path: &str, rid: &RequestId, class: Class, retry: RetryAfter) -> HttpResponse {
+/// The error of a refusal: `EXCEED_REQUEST_LIMIT` with `Retry-After` (every protocol's error
+/// renderer sends the header). Handlers return it after a per-env or per-user check.
+pub fn refused(class: Class, retry: RetryAfter) -> ApiError {
     let secs = retry.secs();
     let what = match class {
         Class::Signin => "too many sign-in attempts",
         _ => "too many requests",
     };
-    let err = ApiError::new(Code::RateLimited, format!("{what}; retry after {secs} s"));
-    let mut res = if path.starts_with("/auth/") {
-        HttpResponse::TooManyRequests().json(json!({ "error": "resource_exhausted", "error_description": err.message }))
+    ApiError::new(Code::RateLimited, format!("{what}; retry after {secs} s")).with_retry_after(secs)
+}
+
+/// The refusal of a request to `path`: `429` + `Retry-After`, in the shape of the path's protocol
+/// (`/auth/*` `{error, error_description}`, `/admin/*` `{code, type, message, details}`, CLOUD_API
+/// `/web` HTTP 200 `{code, message, requestId}`, everything else GATEWAY `{code, message, requestId}`).
+pub fn too_many_requests(path: &str, rid: &RequestId, class: Class, retry: RetryAfter) -> HttpResponse {
+    let err = refused(class, retry);
+    if path.starts_with("/auth/") {
+        auth_error(&err)
     } else if path.starts_with("/admin/") {
         admin_error(rid, &err)
     } else if path == "/web" || path.starts_with("/web/") {
-        // CloudBase answers CLOUD_API errors with HTTP 200 (the SDK treats any other status as a
-        // network failure); the SDK branches on `code`.
-        HttpResponse::Ok().json(json!({ "requestId": rid.0, "code": err.code.as_str(), "message": err.message }))
+        cloudapi::error(rid, &err)
     } else {
         gateway_error(rid, &err)
-    };
-    res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-    res
+    }
+}
+
+/// The route class of the request a handler holds (as the middleware classified it).
+pub fn class_of(req: &HttpRequest) -> Option<Class> {
+    classify(req.match_info().as_str())
+}
+
+/// Once a handler knows the env of its request: takes a token from the client IP's bucket of the
+/// request's class in `env`, when `env` overrides that class's quota (a no-op otherwise: the
+/// middleware's server-wide per-IP bucket already counted the request).
+pub fn check_env(req: &HttpRequest, state: &AppState, env: &str) -> Result<(), ApiError> {
+    let Some(class) = class_of(req) else { return Ok(()) };
+    let ip = client_ip_of(req, &state.config.trusted_proxies);
+    state.limiter.check_env_ip(env, class, ip).map_err(|retry| {
+        tracing::debug!(%ip, env, class = class.as_str(), retry_after = retry.secs(), "rate limited (env)");
+        refused(class, retry)
+    })
+}
+
+/// Takes a token from the bucket of one user (`key`: a uid, or [`crate::ratelimit::account_key`])
+/// in `class`, with `env`'s quota if it overrides the class.
+pub fn check_user(state: &AppState, env: Option<&str>, class: Class, key: &str) -> Result<(), ApiError> {
+    state.limiter.check_user(env, class, key).map_err(|retry| {
+        tracing::debug!(
+            env,
+            class = class.as_str(),
+            retry_after = retry.secs(),
+            "rate limited (user)"
+        );
+        refused(class, retry)
+    })
 }
 
 /// The middleware (`App::wrap(RateLimit)`); reads the limiter and trusted proxies from [`AppState`].
@@ -199,7 +233,7 @@ fn refusal(req: &ServiceRequest) -> Option<HttpResponse> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use actix_web::http::header::HeaderName;
+    use actix_web::http::header::{HeaderName, HeaderValue};
 
     #[test]
     fn paths_map_to_classes() {
@@ -216,6 +250,8 @@ mod tests {
             ("/auth/v1/signin/anonymously", Some(Class::Auth)),
             ("/auth/v1/token", Some(Class::Auth)),
             ("/auth/v1/user/me", Some(Class::Auth)),
+            ("/auth/v1/user/sudo", Some(Class::Signin)),
+            ("/auth/v1/user//password/", Some(Class::Signin)),
             (
                 "/v1/database/instances/(default)/databases/(default)/collections",
                 Some(Class::Database),

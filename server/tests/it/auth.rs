@@ -885,3 +885,271 @@ async fn a_token_used_a_moment_ago_stops_at_once_when_its_rights_are_taken_away(
     call(&app, bearer(TestRequest::delete().uri(&user), &admin)).await;
     assert_eq!(reads(at(&fourth)).await.0, 401);
 }
+
+// ---- password change ----------------------------------------------------------------------------
+
+fn signin_body(name: &str, password: &str) -> Value {
+    json!({"username": name, "password": password})
+}
+
+fn patch_password(token: &str, body: &Value) -> TestRequest {
+    bearer(patch_json("/auth/v1/user/password", body), token)
+}
+
+#[actix_web::test]
+async fn a_user_changes_their_password_with_the_old_one_and_other_sessions_end() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (status, a) = call(&app, post_json("/auth/v1/signup", &signin_body("alice", "secret-pw"))).await;
+    assert_eq!(status, 200, "{a}");
+    let (_, b) = call(&app, post_json("/auth/v1/signin", &signin_body("alice", "secret-pw"))).await;
+    let (_, c) = call(&app, post_json("/auth/v1/signin", &signin_body("alice", "secret-pw"))).await;
+
+    // bad requests change nothing: no token, wrong old password, too short, missing fields
+    let body = json!({"old_password": "secret-pw", "new_password": "brand-new-pw"});
+    let (status, reply) = call(&app, patch_json("/auth/v1/user/password", &body)).await;
+    assert_auth_error(status, &reply, 401, "unauthenticated");
+    let (status, reply) = call(
+        &app,
+        patch_password(
+            &at(&a),
+            &json!({"old_password": "wrong-pw", "new_password": "brand-new-pw"}),
+        ),
+    )
+    .await;
+    assert_auth_error(status, &reply, 401, "invalid_grant");
+    assert!(
+        reply["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("password is wrong"),
+        "{reply}"
+    );
+    let (status, reply) = call(
+        &app,
+        patch_password(&at(&a), &json!({"old_password": "secret-pw", "new_password": "short"})),
+    )
+    .await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    assert!(
+        reply["error_description"].as_str().unwrap().contains("at least 8"),
+        "{reply}"
+    );
+    let (status, reply) = call(&app, patch_password(&at(&a), &json!({"new_password": "brand-new-pw"}))).await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    let (status, reply) = call(&app, patch_password(&at(&a), &json!({"old_password": "secret-pw"}))).await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    let (status, reply) = call(
+        &app,
+        patch_password(&at(&a), &json!({"old_password": 1, "new_password": "brand-new-pw"})),
+    )
+    .await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    let (status, reply) = call(&app, bearer(TestRequest::post().uri("/auth/v1/user/password"), &at(&a))).await;
+    assert_auth_error(status, &reply, 405, "invalid_argument");
+    for token in [at(&b), at(&c)] {
+        assert_eq!(call(&app, bearer(get("/auth/v1/user/me"), &token)).await.0, 200);
+    }
+
+    // the change: this session stays, every other one ends (access and refresh tokens)
+    let (status, reply) = call(&app, patch_password(&at(&a), &body)).await;
+    assert_eq!((status, reply), (200, json!({})));
+    assert_eq!(call(&app, bearer(get("/auth/v1/user/me"), &at(&a))).await.0, 200);
+    for other in [&b, &c] {
+        let (status, reply) = call(&app, bearer(get("/auth/v1/user/me"), &at(other))).await;
+        assert_auth_error(status, &reply, 401, "unauthenticated");
+        let refresh = json!({"grant_type": "refresh_token", "refresh_token": other["refresh_token"]});
+        let (status, reply) = call(&app, post_json("/auth/v1/token", &refresh)).await;
+        assert_auth_error(status, &reply, 400, "invalid_grant");
+    }
+    let refresh = json!({"grant_type": "refresh_token", "refresh_token": a["refresh_token"]});
+    assert_eq!(call(&app, post_json("/auth/v1/token", &refresh)).await.0, 200);
+    // the old password no longer signs in, the new one does
+    let (status, reply) = call(&app, post_json("/auth/v1/signin", &signin_body("alice", "secret-pw"))).await;
+    assert_auth_error(status, &reply, 401, "invalid_grant");
+    let (status, reply) = call(
+        &app,
+        post_json("/auth/v1/signin", &signin_body("alice", "brand-new-pw")),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[actix_web::test]
+async fn the_sdk_flow_sudo_then_patch_with_the_sudo_token() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (_, a) = call(&app, post_json("/auth/v1/signup", &signin_body("bob", "secret-pw"))).await;
+    let (_, b) = call(&app, post_json("/auth/v1/signin", &signin_body("bob", "secret-pw"))).await;
+
+    // sudo: wrong password, missing password, verification codes (not supported), no token
+    let sudo = |token: &str, body: &Value| bearer(post_json("/auth/v1/user/sudo", body), token);
+    let (status, reply) = call(&app, sudo(&at(&a), &json!({"password": "wrong-pw"}))).await;
+    assert_auth_error(status, &reply, 401, "invalid_grant");
+    let (status, reply) = call(&app, sudo(&at(&a), &json!({}))).await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    let (status, reply) = call(&app, sudo(&at(&a), &json!({"verification_token": "x"}))).await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    let (status, reply) = call(&app, post_json("/auth/v1/user/sudo", &json!({"password": "secret-pw"}))).await;
+    assert_auth_error(status, &reply, 401, "unauthenticated");
+
+    let (status, s) = call(&app, sudo(&at(&a), &json!({"password": "secret-pw"}))).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["expires_in"], 300);
+    let sudo_token = s["sudo_token"].as_str().unwrap().to_string();
+    // a sudo token is not an access token
+    let (status, reply) = call(&app, bearer(get("/auth/v1/user/me"), &sudo_token)).await;
+    assert_auth_error(status, &reply, 401, "unauthenticated");
+    // it is bound to the session that proved the password, and it must be genuine
+    let body = json!({"sudo_token": sudo_token, "new_password": "brand-new-pw"});
+    let (status, reply) = call(&app, patch_password(&at(&b), &body)).await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    assert!(reply["error_description"].as_str().unwrap().contains("sudo"), "{reply}");
+    let forged = json!({"sudo_token": format!("{sudo_token}x"), "new_password": "brand-new-pw"});
+    let (status, reply) = call(&app, patch_password(&at(&a), &forged)).await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+    let (status, reply) = call(
+        &app,
+        patch_password(&at(&a), &json!({"sudo_token": at(&a), "new_password": "brand-new-pw"})),
+    )
+    .await;
+    assert_auth_error(status, &reply, 400, "invalid_argument");
+
+    // the SDK's body; the sudo token may also come in the query string
+    let (status, reply) = call(&app, patch_password(&at(&a), &body)).await;
+    assert_eq!((status, reply), (200, json!({})));
+    assert_eq!(call(&app, bearer(get("/auth/v1/user/me"), &at(&b))).await.0, 401);
+    let uri = format!("/auth/v1/user/password?sudo_token={}", enc(&sudo_token));
+    let (status, _) = call(
+        &app,
+        bearer(patch_json(&uri, &json!({"new_password": "third-password"})), &at(&a)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        call(&app, post_json("/auth/v1/signin", &signin_body("bob", "brand-new-pw")))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &app,
+            post_json("/auth/v1/signin", &signin_body("bob", "third-password"))
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn anonymous_users_have_no_password_to_change() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (_, anon) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    let (status, reply) = call(
+        &app,
+        bearer(
+            post_json("/auth/v1/user/sudo", &json!({"password": "anything-1"})),
+            &at(&anon),
+        ),
+    )
+    .await;
+    assert_auth_error(status, &reply, 400, "password_not_set");
+    let body = json!({"old_password": "anything-1", "new_password": "brand-new-pw"});
+    let (status, reply) = call(&app, patch_password(&at(&anon), &body)).await;
+    assert_auth_error(status, &reply, 400, "password_not_set");
+    assert!(
+        reply["error_description"].as_str().unwrap().contains("sign up"),
+        "{reply}"
+    );
+    // still anonymous, still signed in
+    let (status, me) = call(&app, bearer(get("/auth/v1/user/me"), &at(&anon))).await;
+    assert_eq!((status, me["is_anonymous"].clone()), (200, json!(true)));
+}
+
+#[actix_web::test]
+async fn an_admin_sets_a_users_password_and_all_its_sessions_end() {
+    let t = app_with(|_| {});
+    let app = t.service().await;
+    let (_, carol) = call(&app, post_json("/auth/v1/signup", &signin_body("carol", "secret-pw"))).await;
+    let (_, anon) = call(&app, post_json("/auth/v1/signin/anonymously", &json!({}))).await;
+    let admin = admin_token(&app).await;
+    let user = format!("/admin/v1/envs/default/users/{}", carol["sub"].as_str().unwrap());
+
+    let (status, body) = call(
+        &app,
+        bearer(patch_json(&user, &json!({"password": "admin-set-pw"})), &at(&carol)),
+    )
+    .await;
+    assert_admin_error(status, &body, 403, "ADMIN_REQUIRED");
+    let (status, body) = call(&app, patch_json(&user, &json!({"password": "admin-set-pw"}))).await;
+    assert_admin_error(status, &body, 401, "UNAUTHENTICATED");
+    for (bad, code) in [
+        (json!({"password": "short"}), "INVALID_PARAM"),
+        (json!({"password": 12345678}), "INVALID_PARAM"),
+        (json!({}), "INVALID_PARAM"),
+        (json!({"pasword": "admin-set-pw"}), "INVALID_PARAM"),
+    ] {
+        let (status, body) = call(&app, bearer(patch_json(&user, &bad), &admin)).await;
+        assert_admin_error(status, &body, 400, code);
+    }
+    assert_eq!(call(&app, bearer(get("/auth/v1/user/me"), &at(&carol))).await.0, 200);
+
+    let (status, body) = call(
+        &app,
+        bearer(patch_json(&user, &json!({"password": "admin-set-pw"})), &admin),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["username"], "carol");
+    assert!(body.get("password").is_none(), "{body}");
+    let (status, reply) = call(&app, bearer(get("/auth/v1/user/me"), &at(&carol))).await;
+    assert_auth_error(status, &reply, 401, "unauthenticated");
+    assert_eq!(
+        call(&app, post_json("/auth/v1/signin", &signin_body("carol", "secret-pw")))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            &app,
+            post_json("/auth/v1/signin", &signin_body("carol", "admin-set-pw"))
+        )
+        .await
+        .0,
+        200
+    );
+
+    // both at once; an anonymous user or an unknown one cannot get a password
+    let (status, body) = call(
+        &app,
+        bearer(
+            patch_json(&user, &json!({"password": "another-pw", "disabled": true})),
+            &admin,
+        ),
+    )
+    .await;
+    assert_eq!((status, body["disabled"].clone()), (200, json!(true)), "{body}");
+    let anon_user = format!("/admin/v1/envs/default/users/{}", anon["sub"].as_str().unwrap());
+    let (status, body) = call(
+        &app,
+        bearer(patch_json(&anon_user, &json!({"password": "admin-set-pw"})), &admin),
+    )
+    .await;
+    assert_admin_error(status, &body, 400, "PASSWORD_NOT_SET");
+    let (status, body) = call(
+        &app,
+        bearer(
+            patch_json(
+                "/admin/v1/envs/default/users/nobody",
+                &json!({"password": "admin-set-pw"}),
+            ),
+            &admin,
+        ),
+    )
+    .await;
+    assert_admin_error(status, &body, 404, "USER_NOT_EXIST");
+}

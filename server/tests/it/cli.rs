@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::*;
 
@@ -65,6 +65,96 @@ fn admin_commands_go_through_a_running_server() {
     assert_eq!(out.trim(), "posts\t1");
     let (ok, _, err) = lb(dir.path(), &["env", "create", "staging"]);
     assert!(!ok && err.contains("ENV_ALREADY_EXIST"), "{err}");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+}
+
+#[test]
+fn env_settings_offline_are_loaded_at_start_and_changed_through_the_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, out, err) = lb(dir.path(), &["env", "settings", "default"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec![
+            "auth\tdefault",
+            "signin\tdefault",
+            "database\tdefault",
+            "storage\tdefault",
+            "functions\tdefault"
+        ]
+    );
+    let (ok, out, err) = lb(
+        dir.path(),
+        &[
+            "env",
+            "settings",
+            "default",
+            "--rate-limit",
+            "database=2/min",
+            "--rate-limit",
+            "signin=5/min:3",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("database\t2/min:2") && out.contains("signin\t5/min:3") && out.contains("auth\tdefault"),
+        "{out}"
+    );
+    // bad input: unknown class, bad rate, server-wide class, unknown env
+    for (args, needle) in [
+        (vec!["--rate-limit", "uploads=1/s"], "class must be one of"),
+        (vec!["--rate-limit", "database=fast"], "invalid rate"),
+        (vec!["--rate-limit", "admin=1/s"], "class must be one of"),
+        (vec!["--rate-limit", "database"], "CLASS=RATE"),
+    ] {
+        let mut all = vec!["env", "settings", "default"];
+        all.extend(args);
+        let (ok, _, err) = lb(dir.path(), &all);
+        assert!(!ok && err.contains(needle), "{all:?}: {err}");
+    }
+    let (ok, _, err) = lb(dir.path(), &["env", "settings", "nope"]);
+    assert!(!ok && err.contains("nope"), "{err}");
+
+    // a server started on the data dir enforces what was stored
+    let port = free_port();
+    let mut child = spawn_server(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let (status, body) = http("GET", &format!("{base}/admin/v1/envs/default/settings"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rateLimits"]["database"], "2/min:2");
+    let (status, _) = http(
+        "POST",
+        &format!("{base}{DB}/collections"),
+        Some(&json!({"collectionName": "todos"})),
+    );
+    assert!(status < 300);
+    let list = format!("{base}{DB}/collections/todos/documents");
+    // the create took the first of the two tokens (admins are counted per address too)
+    let statuses: Vec<u16> = (0..2).map(|_| http("GET", &list, None).0).collect();
+    assert_eq!(statuses, vec![200, 429], "the stored 2/min applies from the start");
+
+    // through the running server: changes apply at once
+    let (ok, out, err) = lb(
+        dir.path(),
+        &["env", "settings", "default", "--rate-limit", "database=default"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("database\tdefault") && out.contains("signin\t5/min:3"),
+        "{out}"
+    );
+    assert_eq!(http("GET", &list, None).0, 200);
+    let (ok, out, err) = lb(dir.path(), &["env", "settings", "default", "--reset"]);
+    assert!(ok, "{err}");
+    assert!(!out.contains("5/min"), "{out}");
+    let (_, body) = http("GET", &format!("{base}/admin/v1/envs/default/settings"), None);
+    assert_eq!(body["rateLimits"]["signin"], Value::Null);
+    let (ok, _, err) = lb(
+        dir.path(),
+        &["env", "settings", "default", "--rate-limit", "database=0/s"],
+    );
+    assert!(!ok && err.contains("invalid rate"), "{err}");
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
