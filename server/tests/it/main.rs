@@ -10,6 +10,7 @@ mod cli;
 mod cloudapi;
 mod durability;
 mod gateway;
+mod indexes;
 mod layering;
 mod lifecycle;
 mod permissions;
