@@ -1,4 +1,4 @@
-//! Admin subcommands (`env …`, `collection …`). With a server running on the data dir they go
+//! Admin subcommands (`env …`, `collection …`, `collection schema …`). With a server running on the data dir they go
 //! through its admin API; otherwise they open the data dir directly.
 
 use std::path::Path;
@@ -86,9 +86,126 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
                 format!("{}\t{}", c["name"].as_str().unwrap_or_default(), c["count"])
             }))
         }
+        Command::Collection(CollectionCommand::Schema {
+            env,
+            coll,
+            set,
+            clear,
+            check,
+        }) => {
+            database::validate_env_name(env).map_err(|e| e.to_string())?;
+            database::validate_collection_name(coll).map_err(|e| e.to_string())?;
+            let action = match (set, clear, check) {
+                (Some(file), _, _) => SchemaAction::Set(read_schema_file(file)?),
+                (_, true, _) => SchemaAction::Clear,
+                (_, _, true) => SchemaAction::Check,
+                _ => SchemaAction::Show,
+            };
+            schema(dir, env, coll, action)
+        }
         Command::Admin(cmd) => admin(dir, cmd),
         Command::Serve(_) | Command::ErrorsDoc => Err("not an admin command".into()),
     }
+}
+
+enum SchemaAction {
+    Show,
+    Set(Value),
+    Clear,
+    Check,
+}
+
+/// A JSON file (or `-`: standard input) holding a schema.
+fn read_schema_file(file: &Path) -> Result<Value, String> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read standard input: {e}"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", file.display()))
+}
+
+/// `collection schema ENV COLL [--set FILE | --clear | --check]`.
+fn schema(dir: &Path, env: &str, coll: &str, action: SchemaAction) -> Result<String, String> {
+    let path = format!("/admin/v1/envs/{env}/collections/{coll}/schema");
+    let name = format!("{env}/{coll}");
+    let err = |e: crate::db::DbError| e.to_string();
+    let reply = match (target(dir)?, action) {
+        (Target::Remote(base), SchemaAction::Show) => remote(&base, "GET", &path, None)?["schema"].clone(),
+        (Target::Local(db), SchemaAction::Show) => json!(db.collection_schema(env, coll).map_err(err)?),
+        (Target::Remote(base), SchemaAction::Set(schema)) => {
+            remote(&base, "PUT", &path, Some(json!({ "schema": schema })))?;
+            return Ok(format!("set the schema of {name}"));
+        }
+        (Target::Local(db), SchemaAction::Set(schema)) => {
+            let (_, commit) = db.set_collection_schema(env, coll, Some(schema)).map_err(err)?;
+            commit.wait_blocking().map_err(err)?;
+            return Ok(format!("set the schema of {name}"));
+        }
+        (Target::Remote(base), SchemaAction::Clear) => {
+            remote(&base, "DELETE", &path, None)?;
+            return Ok(format!("removed the schema of {name}"));
+        }
+        (Target::Local(db), SchemaAction::Clear) => {
+            let (_, commit) = db.set_collection_schema(env, coll, None).map_err(err)?;
+            commit.wait_blocking().map_err(err)?;
+            return Ok(format!("removed the schema of {name}"));
+        }
+        (Target::Remote(base), SchemaAction::Check) => {
+            return Ok(violations_text(&remote(
+                &base,
+                "GET",
+                &format!("{path}/violations"),
+                None,
+            )?))
+        }
+        (Target::Local(db), SchemaAction::Check) => {
+            let report = db.schema_violations(env, coll, 10).map_err(err)?;
+            return Ok(violations_text(&json!(report)));
+        }
+    };
+    match reply {
+        Value::Null => Ok(format!("{name} has no schema")),
+        schema => serde_json::to_string_pretty(&schema).map_err(|e| e.to_string()),
+    }
+}
+
+/// `3 of 120 documents violate the schema of …`, then one line per sampled document.
+fn violations_text(report: &Value) -> String {
+    if report["schema_set"] != true {
+        return "no schema is set: every document matches".into();
+    }
+    let mut out = format!(
+        "{} of {} documents violate the schema",
+        report["violating"], report["checked"]
+    );
+    for v in report["sample"].as_array().into_iter().flatten() {
+        let failures: Vec<String> = v["failures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f["path"].as_str().unwrap_or(""),
+                    f["reason"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n{}\t{}",
+            v["_id"].as_str().unwrap_or(""),
+            failures.join("; ")
+        ));
+        let more = v["failure_count"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(failures.len() as u64);
+        if more > 0 {
+            out.push_str(&format!(" (and {more} more)"));
+        }
+    }
+    out
 }
 
 fn lines(items: &Value, f: impl Fn(&Value) -> String) -> String {

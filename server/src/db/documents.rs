@@ -1,12 +1,14 @@
-//! Document operations: find, count, get by id, insert, update (merge, replace, upsert), remove.
+//! Document operations: find, count, get by id, insert, update (merge, replace, upsert), remove,
+//! and the check of stored documents against a collection's schema.
 //!
 //! Reads scan the collection's key range (indexes arrive later) or do a point lookup when the filter
 //! pins `_id`. Writes hold the collection's write lock while they compute the whole change, apply
-//! it as one atomic batch, release the lock, and hand back a [`Commit`] for durability.
+//! it as one atomic batch, release the lock, and hand back a [`Commit`] for durability. Every
+//! document a write would store is checked against the collection's schema first.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -15,6 +17,7 @@ use super::database::{coll_id, doc_key, doc_prefix, Database, Find};
 use super::kv::{Commit, Op, Visit};
 use super::query::Filter;
 use super::scan::{self, Fields};
+use super::schema::{Report, Schema, Violation};
 use super::update::{set_path, Update};
 use super::{value, DbError};
 
@@ -132,7 +135,8 @@ impl Database {
         Ok(n)
     }
 
-    /// Inserts all documents or none. Returns their `_id`s in order.
+    /// Inserts all documents or none. Returns their `_id`s in order. Each document must match the
+    /// collection's schema, if it has one.
     pub fn insert(&self, env: &str, coll: &str, docs: Vec<Value>) -> Result<(Vec<String>, Commit), DbError> {
         self.check_collection(env, coll)?;
         if docs.is_empty() {
@@ -142,11 +146,23 @@ impl Database {
         for doc in docs {
             prepared.push(self.prepare_new(doc)?);
         }
+        // checked before the lock (writers are not held up by it), and again under the lock only
+        // if the schema was replaced in between
+        let early = self.schema(env, coll)?;
+        check_new(early.as_deref(), &prepared)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let schema = self.schema_locked(env, coll)?;
+        let same = match (&early, &schema) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            check_new(schema.as_deref(), &prepared)?;
+        }
         let mut ops = Vec::with_capacity(prepared.len());
         let mut ids: Vec<String> = Vec::with_capacity(prepared.len());
-        for (id, bytes) in prepared {
+        for New { id, bytes, .. } in prepared {
             let key = doc_key(env, coll, &id);
             if ids.contains(&id) || self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
@@ -160,6 +176,7 @@ impl Database {
 
     /// Applies `update` to the first (`multi == false`) or every matching document, all or none.
     /// With `upsert` and no match, inserts a document seeded from the query's equality fields.
+    /// Every resulting document must match the collection's schema, if it has one.
     pub fn update(
         &self,
         env: &str,
@@ -172,6 +189,7 @@ impl Database {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let schema = self.schema_locked(env, coll)?;
         let targets = self.targets(env, coll, filter, multi, None)?;
         let mut result = UpdateResult {
             matched: targets.len() as u64,
@@ -194,10 +212,21 @@ impl Database {
             if doc.get("_id") != id.as_ref() {
                 return Err(DbError::InvalidCommand("_id cannot be updated".into()));
             }
-            ops.push(Op::Put(t.key, self.encode_checked(&Value::Object(doc))?));
+            let doc = Value::Object(doc);
+            let bytes = self.encode_checked(&doc)?;
+            if let Some(s) = &schema {
+                s.require(&doc, || match &id {
+                    Some(Value::String(id)) => format!("document `{id}`"),
+                    _ => "a document".into(),
+                })?;
+            }
+            ops.push(Op::Put(t.key, bytes));
         }
         if result.matched == 0 && upsert {
-            let (id, bytes) = self.prepare_new(self.upsert_document(filter, update)?)?;
+            let New { id, doc, bytes } = self.prepare_new(self.upsert_document(filter, update)?)?;
+            if let Some(s) = &schema {
+                s.require(&doc, || "the upserted document".into())?;
+            }
             let key = doc_key(env, coll, &id);
             if self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
@@ -288,8 +317,40 @@ impl Database {
         self.kv.scan_prefix(&doc_prefix(env, coll), &mut on_pair)
     }
 
+    /// How many stored documents of a collection do not match its schema (every document matches
+    /// when there is none), with the first `sample` of them and why. Reads without the write lock:
+    /// under concurrent writes the count is that of a moment during the scan.
+    pub fn schema_violations(&self, env: &str, coll: &str, sample: usize) -> Result<Report, DbError> {
+        let schema = self.schema(env, coll)?;
+        let mut report = Report {
+            schema_set: schema.is_some(),
+            checked: 0,
+            violating: 0,
+            sample: Vec::new(),
+        };
+        self.kv.scan_prefix(&doc_prefix(env, coll), &mut |_, bytes| {
+            report.checked += 1;
+            let Some(schema) = &schema else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let doc = scan::decode(bytes, None).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+            if let Some(failures) = schema.check(&doc) {
+                report.violating += 1;
+                if report.sample.len() < sample {
+                    report.sample.push(Violation {
+                        id: doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        failure_count: failures.total,
+                        failures: failures.listed,
+                    });
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(report)
+    }
+
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.
-    fn prepare_new(&self, doc: Value) -> Result<(String, Vec<u8>), DbError> {
+    fn prepare_new(&self, doc: Value) -> Result<New, DbError> {
         let Value::Object(fields) = self.normalize(doc)? else {
             return Err(DbError::InvalidParam("a document must be a JSON object".into()));
         };
@@ -306,7 +367,7 @@ impl Database {
         doc.extend(fields.into_iter().filter(|(k, _)| k != "_id"));
         let doc = Value::Object(doc);
         let bytes = self.encode_checked(&doc)?;
-        Ok((id, bytes))
+        Ok(New { id, doc, bytes })
     }
 
     /// Checks field names, depth and size of a document about to be stored; returns its bytes.
@@ -321,6 +382,25 @@ impl Database {
         }
         Ok(bytes)
     }
+}
+
+/// A new document ready to store: its `_id`, its value (what a schema checks) and its bytes.
+struct New {
+    id: String,
+    doc: Value,
+    bytes: Vec<u8>,
+}
+
+/// Checks new documents against a schema; a batch names the failing document by position.
+fn check_new(schema: Option<&Schema>, docs: &[New]) -> Result<(), DbError> {
+    let Some(schema) = schema else { return Ok(()) };
+    for (i, new) in docs.iter().enumerate() {
+        schema.require(&new.doc, || match docs.len() {
+            1 => "the document".into(),
+            n => format!("document {} of {n} (`{}`)", i + 1, new.id),
+        })?;
+    }
+    Ok(())
 }
 
 /// `_id`s are 1–256 bytes without control characters.
