@@ -177,14 +177,31 @@ fn unknown_draft(uri: &str) -> DbError {
 }
 
 fn compile_error(e: &ValidationError<'_>) -> DbError {
-    let at = pointer(e.instance_path().as_str());
+    use jsonschema::error::ValidationErrorKind;
     let message = match e.kind() {
-        jsonschema::error::ValidationErrorKind::Referencing(r) => format!(
-            "a `$ref` cannot be resolved ({}): only references inside the schema are allowed, \
-             remote or file references are never fetched",
-            cut(r.to_string())
+        ValidationErrorKind::Referencing(jsonschema::ReferencingError::Unretrievable { uri, .. }) => format!(
+            "`$ref` {} points outside the schema: remote and file references are never fetched \
+             (put the definition under `$defs` and use `#/$defs/…`)",
+            cut(uri.clone())
         ),
-        _ => format!("invalid schema at {at}: {}", cut(e.to_string())),
+        ValidationErrorKind::Referencing(r) => format!("a `$ref` cannot be resolved: {}", cut(r.to_string())),
+        _ => {
+            let text = e.to_string();
+            // the crate's own advice ("adjust configuration …") is not something a user can follow
+            let unknown_format = text
+                .strip_prefix("Unknown format: '")
+                .and_then(|rest| rest.split_once('\''))
+                .map(|(name, _)| name.to_string());
+            let why = match unknown_format {
+                Some(name) => format!(
+                    "unknown format `{}` (formats are checked, so an unknown one is refused; known ones include \
+                     date-time, date, time, email, hostname, ipv4, ipv6, uri, uuid, regex)",
+                    cut(name)
+                ),
+                None => cut(text),
+            };
+            format!("invalid schema at {}: {why}", pointer(e.instance_path().as_str()))
+        }
     };
     DbError::InvalidSchema(message)
 }
@@ -329,7 +346,10 @@ mod tests {
         let m = invalid(json!({"properties": {"a": {"pattern": "(unclosed"}}}));
         assert!(m.contains("/properties/a/pattern"), "{m}");
         let m = invalid(json!({"properties": {"a": {"format": "no-such-format"}}}));
-        assert!(m.contains("no-such-format"), "{m}");
+        assert!(
+            m.contains("/properties/a/format: unknown format `no-such-format`"),
+            "{m}"
+        );
         assert!(invalid(json!([1])).contains("must be a JSON object"));
         assert!(invalid(json!("x")).contains("must be a JSON object"));
     }
@@ -342,11 +362,13 @@ mod tests {
             "file:///etc/passwd",
         ] {
             let m = invalid(json!({"properties": {"p": {"$ref": r}}}));
-            assert!(
-                m.contains("cannot be resolved") && m.contains("never fetched"),
-                "{r}: {m}"
-            );
+            assert!(m.contains(r) && m.contains("never fetched"), "{r}: {m}");
         }
+        let m = invalid(json!({"properties": {"p": {"$ref": "#/$defs/missing"}}}));
+        assert!(
+            m.contains("a `$ref` cannot be resolved") && m.contains("/$defs/missing"),
+            "{m}"
+        );
         // references inside the schema work
         let s = Schema::compile(json!({
             "$defs": {"pos": {"type": "integer", "minimum": 1}},
