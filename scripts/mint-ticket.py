@@ -6,7 +6,8 @@ downloads from GET /admin/v1/envs/{env}/ticket-key (the "key" field, base64url).
 own backend after you have authenticated the user, and hand the ticket to the app, which calls
 auth.signInWithCustomTicket(() => ticket).
 
-    python3 scripts/mint-ticket.py --key KEY --env ENV --uid UID [--ttl 600]
+    python3 scripts/mint-ticket.py --key=KEY --env ENV --uid UID [--ttl 600]
+(`--key=KEY` with `=`: a base64url key may start with `-`, which would otherwise read as an option)
 """
 import argparse
 import base64

@@ -1,4 +1,5 @@
-//! Admin subcommands (`env …` including `env settings`, `collection …`, `admin …`). With a server running on the data dir they go
+//! Admin subcommands (`env …` including `env settings`, `collection …` including `collection schema`,
+//! `index …`, `admin …`). With a server running on the data dir they go
 //! through its admin API; otherwise they open the data dir directly.
 
 use std::path::Path;
@@ -16,7 +17,7 @@ use crate::settings;
 /// Where an admin command is carried out.
 enum Target {
     Remote(String),
-    Local(Database),
+    Local(Box<Database>),
 }
 
 fn target(dir: &Path) -> Result<Target, String> {
@@ -31,12 +32,14 @@ fn target(dir: &Path) -> Result<Target, String> {
             return Ok(Target::Remote(base));
         }
     }
-    Database::open(dir, Limits::default()).map(Target::Local).map_err(|e| {
-        format!(
-            "cannot open {}: {e} (is another lightbase process using it?)",
-            dir.display()
-        )
-    })
+    Database::open(dir, Limits::default())
+        .map(|db| Target::Local(Box::new(db)))
+        .map_err(|e| {
+            format!(
+                "cannot open {}: {e} (is another lightbase process using it?)",
+                dir.display()
+            )
+        })
 }
 
 /// Runs one admin command; returns what to print.
@@ -96,6 +99,23 @@ pub fn run(dir: &Path, command: &Command) -> Result<String, String> {
             }))
         }
         Command::Index(cmd) => index(dir, cmd),
+        Command::Collection(CollectionCommand::Schema {
+            env,
+            coll,
+            set,
+            clear,
+            check,
+        }) => {
+            database::validate_env_name(env).map_err(|e| e.to_string())?;
+            database::validate_collection_name(coll).map_err(|e| e.to_string())?;
+            let action = match (set, clear, check) {
+                (Some(file), _, _) => SchemaAction::Set(read_schema_file(file)?),
+                (_, true, _) => SchemaAction::Clear,
+                (_, _, true) => SchemaAction::Check,
+                _ => SchemaAction::Show,
+            };
+            schema(dir, env, coll, action)
+        }
         Command::Admin(cmd) => admin(dir, cmd),
         Command::Serve(_) | Command::ErrorsDoc => Err("not an admin command".into()),
     }
@@ -131,7 +151,7 @@ fn index(dir: &Path, cmd: &IndexCommand) -> Result<String, String> {
                     remote(&base, "POST", &base_path, Some(body))?["index"].clone()
                 }
                 Target::Local(db) => {
-                    let db = Arc::new(db);
+                    let db = Arc::new(*db);
                     let def = db.create_index(env, coll, &spec, false).map_err(err)?;
                     db.flush().map_err(err)?;
                     let now = db.list_indexes(env, coll).map_err(err)?;
@@ -161,7 +181,7 @@ fn index(dir: &Path, cmd: &IndexCommand) -> Result<String, String> {
                     remote(&base, "DELETE", &format!("{base_path}/{name}"), None)?;
                 }
                 Target::Local(db) => {
-                    let db = Arc::new(db);
+                    let db = Arc::new(*db);
                     db.drop_index(env, coll, name, false).map_err(err)?;
                     db.flush().map_err(err)?;
                 }
@@ -202,6 +222,106 @@ fn index_line(i: &Value) -> String {
     }
     if let Some(e) = i["error"].as_str() {
         out.push_str(&format!("\terror: {e}"));
+    }
+    out
+}
+
+enum SchemaAction {
+    Show,
+    Set(Value),
+    Clear,
+    Check,
+}
+
+/// A JSON file (or `-`: standard input) holding a schema.
+fn read_schema_file(file: &Path) -> Result<Value, String> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|e| format!("cannot read standard input: {e}"))?
+    } else {
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}", file.display()))
+}
+
+/// `collection schema ENV COLL [--set FILE | --clear | --check]`.
+fn schema(dir: &Path, env: &str, coll: &str, action: SchemaAction) -> Result<String, String> {
+    let path = format!("/admin/v1/envs/{env}/collections/{coll}/schema");
+    let name = format!("{env}/{coll}");
+    let err = |e: crate::db::DbError| e.to_string();
+    let reply = match (target(dir)?, action) {
+        (Target::Remote(base), SchemaAction::Show) => remote(&base, "GET", &path, None)?["schema"].clone(),
+        (Target::Local(db), SchemaAction::Show) => json!(db.collection_schema(env, coll).map_err(err)?),
+        (Target::Remote(base), SchemaAction::Set(schema)) => {
+            remote(&base, "PUT", &path, Some(json!({ "schema": schema })))?;
+            return Ok(format!("set the schema of {name}"));
+        }
+        (Target::Local(db), SchemaAction::Set(schema)) => {
+            let (_, commit) = db.set_collection_schema(env, coll, Some(schema)).map_err(err)?;
+            commit.wait_blocking().map_err(err)?;
+            return Ok(format!("set the schema of {name}"));
+        }
+        (Target::Remote(base), SchemaAction::Clear) => {
+            remote(&base, "DELETE", &path, None)?;
+            return Ok(format!("removed the schema of {name}"));
+        }
+        (Target::Local(db), SchemaAction::Clear) => {
+            let (_, commit) = db.set_collection_schema(env, coll, None).map_err(err)?;
+            commit.wait_blocking().map_err(err)?;
+            return Ok(format!("removed the schema of {name}"));
+        }
+        (Target::Remote(base), SchemaAction::Check) => {
+            return Ok(violations_text(&remote(
+                &base,
+                "GET",
+                &format!("{path}/violations"),
+                None,
+            )?))
+        }
+        (Target::Local(db), SchemaAction::Check) => {
+            let report = db.schema_violations(env, coll, 10).map_err(err)?;
+            return Ok(violations_text(&json!(report)));
+        }
+    };
+    match reply {
+        Value::Null => Ok(format!("{name} has no schema")),
+        schema => serde_json::to_string_pretty(&schema).map_err(|e| e.to_string()),
+    }
+}
+
+/// `3 of 120 documents violate the schema of …`, then one line per sampled document.
+fn violations_text(report: &Value) -> String {
+    if report["schema_set"] != true {
+        return "no schema is set: every document matches".into();
+    }
+    let mut out = format!(
+        "{} of {} documents violate the schema",
+        report["violating"], report["checked"]
+    );
+    for v in report["sample"].as_array().into_iter().flatten() {
+        let failures: Vec<String> = v["failures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f["path"].as_str().unwrap_or(""),
+                    f["reason"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n{}\t{}",
+            v["_id"].as_str().unwrap_or(""),
+            failures.join("; ")
+        ));
+        let more = v["failure_count"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(failures.len() as u64);
+        if more > 0 {
+            out.push_str(&format!(" (and {more} more)"));
+        }
     }
     out
 }
@@ -301,7 +421,7 @@ fn admin(dir: &Path, cmd: &AdminCommand) -> Result<String, String> {
                     let body = json!({ "email": email, "password": password });
                     remote_with_token(&base, "POST", "/admin/v1/admins", Some(body), token.as_deref())?;
                 }
-                Target::Local(db) => local_auth(db)?
+                Target::Local(db) => local_auth(*db)?
                     .create_admin_blocking(email, password)
                     .map_err(|e| e.to_string())?,
             }
@@ -315,7 +435,7 @@ fn admin(dir: &Path, cmd: &AdminCommand) -> Result<String, String> {
                          (POST/GET/DELETE /admin/v1/keys with an admin token), or stop it first"
                     ))
                 }
-                Target::Local(db) => local_auth(db)?,
+                Target::Local(db) => local_auth(*db)?,
             };
             match key {
                 KeyCommand::Create { name } => {

@@ -188,6 +188,20 @@ pub enum CollectionCommand {
     Create { env: String, name: String },
     /// List the collections of an environment with their document counts
     List { env: String },
+    /// Show, set, clear or check a collection's JSON Schema (without a flag: print it)
+    Schema {
+        env: String,
+        coll: String,
+        /// Set the schema from a JSON file (`-` reads standard input); existing documents are not rewritten
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["clear", "check"])]
+        set: Option<PathBuf>,
+        /// Remove the schema
+        #[arg(long, conflicts_with = "check")]
+        clear: bool,
+        /// Count the stored documents that violate the schema and show some of them
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Debug, Subcommand, Clone)]

@@ -82,6 +82,10 @@ codes! {
     InvalidRegex = ("DATABASE_INVALID_REGEX", InvalidRequest, 400, -502002);
     /// Security rules that do not parse or have the wrong shape; the message names the rule key and the position.
     InvalidRule = ("INVALID_RULE", InvalidRequest, 400, -501007);
+    /// A collection schema that is not a valid JSON Schema (draft 4, 6, 7, 2019-09 or 2020-12), is too large, or has a `$ref` outside itself; the message says what and where.
+    InvalidSchema = ("INVALID_SCHEMA", InvalidRequest, 400, -501007);
+    /// A document would not match its collection's schema; the message lists each failing path and reason. Nothing was written.
+    SchemaViolation = ("DATABASE_SCHEMA_VIOLATION", InvalidRequest, 400, -501007);
     /// A collection, env or field name breaks the naming rules.
     InvalidName = ("INVALID_NAME", InvalidRequest, 400, -501007);
     /// A document or query is nested deeper than the configured maximum.

@@ -18,6 +18,7 @@ use super::index::{self, IndexDef, IndexSpec, Indexes};
 use super::kv::{Commit, Kv, Op};
 use super::projection::Projection;
 use super::query::{Direction, Filter, Sort};
+use super::schema::Schema;
 use super::sled_kv::SledKv;
 use super::update::Update;
 use super::{value, DbError};
@@ -94,6 +95,10 @@ pub struct Database {
     meta_epoch: AtomicU64,
     /// The indexes of each collection, as of a metadata epoch.
     index_cache: RwLock<HashMap<String, (u64, Arc<Indexes>)>>,
+    /// Compiled schemas by `env/coll` (`None`: the collection has none), filled on first use and
+    /// replaced whenever a collection's metadata is written; only ever changed under the
+    /// collection's write lock, so a write never checks against a schema that was replaced.
+    schemas: RwLock<HashMap<String, Option<Arc<Schema>>>>,
 }
 
 impl Database {
@@ -107,6 +112,7 @@ impl Database {
             write_locks: Mutex::new(HashMap::new()),
             meta_epoch: AtomicU64::new(0),
             index_cache: RwLock::new(HashMap::new()),
+            schemas: RwLock::new(HashMap::new()),
         };
         if db.kv.get(&env_key(DEFAULT_ENV))?.is_none() {
             // flushed inline: `open` may run inside an async runtime, where waiting on a Commit would block it
@@ -176,7 +182,10 @@ impl Database {
         if self.kv.get(&key)?.is_some() {
             return Err(DbError::CollectionExists(name.to_string()));
         }
-        self.put_collection_meta(key, meta_now())
+        let commit = self.put_collection_meta(key, meta_now())?;
+        // a new collection has no schema, whatever an earlier one of the same name had
+        self.cache_schema(env, name, None)?;
+        Ok(commit)
     }
 
     pub fn collections(&self, env: &str) -> Result<Vec<CollectionInfo>, DbError> {
@@ -397,6 +406,81 @@ impl Database {
         self.meta_epoch.load(Ordering::Acquire)
     }
 
+    /// The schema saved for a collection, as it was set (`None`: the collection has none).
+    pub fn collection_schema(&self, env: &str, coll: &str) -> Result<Option<Value>, DbError> {
+        Ok(self.collection_meta(env, coll)?.get("schema").cloned())
+    }
+
+    /// Sets (`Some`) or removes (`None`) a collection's schema. The schema is compiled first and
+    /// refused with `InvalidSchema` if it does not compile; existing documents are not touched.
+    pub fn set_collection_schema(
+        &self,
+        env: &str,
+        coll: &str,
+        schema: Option<Value>,
+    ) -> Result<(Option<Arc<Schema>>, Commit), DbError> {
+        self.check_collection(env, coll)?;
+        let compiled = schema.map(Schema::compile).transpose()?.map(Arc::new);
+        let lock = self.lock(&coll_id(env, coll))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let mut meta = self.collection_meta(env, coll)?;
+        match &compiled {
+            Some(s) => meta.insert("schema".into(), s.source().clone()),
+            None => meta.remove("schema"),
+        };
+        let bytes = serde_json::to_vec(&meta).map_err(|e| DbError::Storage(e.to_string()))?;
+        let commit = self.put_collection_meta(coll_key(env, coll), bytes)?;
+        self.cache_schema(env, coll, compiled.clone())?;
+        Ok((compiled, commit))
+    }
+
+    /// The compiled schema of a collection. Takes the collection's write lock when it has to
+    /// load it, so a caller that holds that lock uses [`Database::schema_locked`] instead.
+    pub fn schema(&self, env: &str, coll: &str) -> Result<Option<Arc<Schema>>, DbError> {
+        if let Some(hit) = self.cached_schema(env, coll)? {
+            return Ok(hit);
+        }
+        self.check_collection(env, coll)?;
+        let lock = self.lock(&coll_id(env, coll))?;
+        let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        self.schema_locked(env, coll)
+    }
+
+    /// [`Database::schema`] for a caller holding the collection's write lock: compiles the stored
+    /// schema on first use (once per collection and process) and caches it.
+    pub(super) fn schema_locked(&self, env: &str, coll: &str) -> Result<Option<Arc<Schema>>, DbError> {
+        if let Some(hit) = self.cached_schema(env, coll)? {
+            return Ok(hit);
+        }
+        let compiled = match self.collection_meta(env, coll)?.remove("schema") {
+            None => None,
+            Some(source) => Some(Arc::new(Schema::compile(source).map_err(|e| {
+                DbError::Storage(format!("the stored schema of {env}/{coll} does not compile: {e}"))
+            })?)),
+        };
+        self.cache_schema(env, coll, compiled.clone())?;
+        Ok(compiled)
+    }
+
+    fn cached_schema(&self, env: &str, coll: &str) -> Result<Option<Option<Arc<Schema>>>, DbError> {
+        let schemas = self
+            .schemas
+            .read()
+            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        Ok(schemas.get(&coll_id(env, coll)).cloned())
+    }
+
+    /// Replaces the cached schema of a collection; callers hold its write lock. (A future
+    /// collection delete must call this too, so a recreated collection starts without a schema.)
+    fn cache_schema(&self, env: &str, coll: &str, schema: Option<Arc<Schema>>) -> Result<(), DbError> {
+        let mut schemas = self
+            .schemas
+            .write()
+            .map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        schemas.insert(coll_id(env, coll), schema);
+        Ok(())
+    }
+
     pub(super) fn collection_meta(&self, env: &str, coll: &str) -> Result<serde_json::Map<String, Value>, DbError> {
         let bytes = match validate_collection_name(coll) {
             Ok(()) => self.kv.get(&coll_key(env, coll))?,
@@ -591,4 +675,67 @@ pub(super) fn doc_key(env: &str, coll: &str, id: &str) -> Vec<u8> {
     let mut k = doc_prefix(env, coll);
     k.extend_from_slice(id.as_bytes());
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_schema_is_compiled_once_replaced_on_change_and_kept_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path(), Limits::default()).expect("open");
+        db.create_collection(DEFAULT_ENV, "c")
+            .and_then(|c| c.wait_blocking())
+            .expect("create");
+        assert!(db.schema(DEFAULT_ENV, "c").expect("schema").is_none());
+        let (set, commit) = db
+            .set_collection_schema(DEFAULT_ENV, "c", Some(json!({"required": ["a"]})))
+            .expect("set");
+        commit.wait_blocking().expect("durable");
+        let set = set.expect("compiled");
+        // every write uses the same compiled schema until it changes
+        let first = db.schema(DEFAULT_ENV, "c").expect("schema").expect("some");
+        assert!(Arc::ptr_eq(&first, &set));
+        assert!(Arc::ptr_eq(
+            &first,
+            &db.schema(DEFAULT_ENV, "c").expect("schema").expect("some")
+        ));
+        let (replaced, _) = db
+            .set_collection_schema(DEFAULT_ENV, "c", Some(json!({"required": ["b"]})))
+            .expect("replace");
+        let now = db.schema(DEFAULT_ENV, "c").expect("schema").expect("some");
+        assert!(!Arc::ptr_eq(&now, &first));
+        assert!(Arc::ptr_eq(&now, &replaced.expect("compiled")));
+        assert!(db.insert(DEFAULT_ENV, "c", vec![json!({"a": 1})]).is_err());
+        // an invalid schema changes nothing
+        assert!(matches!(
+            db.set_collection_schema(DEFAULT_ENV, "c", Some(json!({"type": 5}))),
+            Err(DbError::InvalidSchema(_))
+        ));
+        assert!(Arc::ptr_eq(
+            &now,
+            &db.schema(DEFAULT_ENV, "c").expect("schema").expect("some")
+        ));
+        db.flush().expect("flush");
+        drop(db);
+        // reopened: loaded from the metadata and enforced
+        let db = Database::open(dir.path(), Limits::default()).expect("reopen");
+        assert_eq!(
+            db.collection_schema(DEFAULT_ENV, "c").expect("meta"),
+            Some(json!({"required": ["b"]}))
+        );
+        match db.insert(DEFAULT_ENV, "c", vec![json!({"a": 1})]) {
+            Err(DbError::SchemaViolation(m)) => assert!(m.contains("\"b\" is a required property"), "{m}"),
+            other => panic!("not refused: {:?}", other.map(|r| r.0)),
+        }
+        let (_, commit) = db.set_collection_schema(DEFAULT_ENV, "c", None).expect("clear");
+        commit.wait_blocking().expect("durable");
+        assert!(db.schema(DEFAULT_ENV, "c").expect("schema").is_none());
+        assert!(db.insert(DEFAULT_ENV, "c", vec![json!({"a": 1})]).is_ok());
+    }
 }

@@ -1,14 +1,16 @@
-//! Document operations: find, count, get by id, insert, update (merge, replace, upsert), remove.
+//! Document operations: find, count, get by id, insert, update (merge, replace, upsert), remove,
+//! and the check of stored documents against a collection's schema.
 //!
 //! Reads do a point lookup when the filter pins `_id`, else walk the entries of the index the
 //! planner picks (`index::plan`), else scan the collection's key range; every document is matched
 //! against the whole filter either way. Writes hold the collection's write lock while they compute
 //! the whole change — documents and index entries — apply it as one atomic batch, release the
-//! lock, and hand back a [`Commit`] for durability.
+//! lock, and hand back a [`Commit`] for durability. Every document a write would store is checked
+//! against the collection's schema first.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -19,6 +21,7 @@ use super::index::{self, IndexWrites};
 use super::kv::{Commit, Op, Visit};
 use super::query::{Filter, Sort};
 use super::scan::{self, Fields};
+use super::schema::{Report, Schema, Violation};
 use super::update::{set_path, Update};
 use super::{value, DbError};
 
@@ -193,7 +196,8 @@ impl Database {
         Ok(n)
     }
 
-    /// Inserts all documents or none. Returns their `_id`s in order.
+    /// Inserts all documents or none. Returns their `_id`s in order. Each document must match the
+    /// collection's schema, if it has one.
     pub fn insert(&self, env: &str, coll: &str, docs: Vec<Value>) -> Result<(Vec<String>, Commit), DbError> {
         self.check_collection(env, coll)?;
         if docs.is_empty() {
@@ -203,13 +207,25 @@ impl Database {
         for doc in docs {
             prepared.push(self.prepare_new(doc)?);
         }
+        // checked before the lock (writers are not held up by it), and again under the lock only
+        // if the schema was replaced in between
+        let early = self.schema(env, coll)?;
+        check_new(early.as_deref(), &prepared)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let schema = self.schema_locked(env, coll)?;
+        let same = match (&early, &schema) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        if !same {
+            check_new(schema.as_deref(), &prepared)?;
+        }
         let indexes = self.indexes(env, coll)?;
         let mut entries = IndexWrites::new(&indexes);
         let mut ops = Vec::with_capacity(prepared.len());
         let mut ids: Vec<String> = Vec::with_capacity(prepared.len());
-        for (id, doc, bytes) in prepared {
+        for New { id, doc, bytes } in prepared {
             let key = doc_key(env, coll, &id);
             if ids.contains(&id) || self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
@@ -223,6 +239,7 @@ impl Database {
 
     /// Applies `update` to the first (`multi == false`) or every matching document, all or none.
     /// With `upsert` and no match, inserts a document seeded from the query's equality fields.
+    /// Every resulting document must match the collection's schema, if it has one.
     pub fn update(
         &self,
         env: &str,
@@ -235,6 +252,7 @@ impl Database {
         self.check_collection(env, coll)?;
         let lock = self.lock(&coll_id(env, coll))?;
         let _guard = lock.lock().map_err(|_| DbError::Storage("lock poisoned".into()))?;
+        let schema = self.schema_locked(env, coll)?;
         let targets = self.targets(env, coll, filter, multi, None)?;
         let mut result = UpdateResult {
             matched: targets.len() as u64,
@@ -261,12 +279,22 @@ impl Database {
                 return Err(DbError::InvalidCommand("_id cannot be updated".into()));
             }
             let new = Value::Object(doc);
+            let bytes = self.encode_checked(&new)?;
+            if let Some(s) = &schema {
+                s.require(&new, || match &id {
+                    Some(Value::String(id)) => format!("document `{id}`"),
+                    _ => "a document".into(),
+                })?;
+            }
             let id = id.as_ref().and_then(Value::as_str).unwrap_or_default();
             entries.change(id, Some(&old), Some(&new), &|k| self.kv.get(k))?;
-            ops.push(Op::Put(t.key, self.encode_checked(&new)?));
+            ops.push(Op::Put(t.key, bytes));
         }
         if result.matched == 0 && upsert {
-            let (id, doc, bytes) = self.prepare_new(self.upsert_document(filter, update)?)?;
+            let New { id, doc, bytes } = self.prepare_new(self.upsert_document(filter, update)?)?;
+            if let Some(s) = &schema {
+                s.require(&doc, || "the upserted document".into())?;
+            }
             let key = doc_key(env, coll, &id);
             if self.kv.get(&key)?.is_some() {
                 return Err(DbError::DuplicateId(id));
@@ -424,8 +452,40 @@ impl Database {
         Ok(stats)
     }
 
+    /// How many stored documents of a collection do not match its schema (every document matches
+    /// when there is none), with the first `sample` of them and why. Reads without the write lock:
+    /// under concurrent writes the count is that of a moment during the scan.
+    pub fn schema_violations(&self, env: &str, coll: &str, sample: usize) -> Result<Report, DbError> {
+        let schema = self.schema(env, coll)?;
+        let mut report = Report {
+            schema_set: schema.is_some(),
+            checked: 0,
+            violating: 0,
+            sample: Vec::new(),
+        };
+        self.kv.scan_prefix(&doc_prefix(env, coll), &mut |_, bytes| {
+            report.checked += 1;
+            let Some(schema) = &schema else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let doc = scan::decode(bytes, None).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+            if let Some(failures) = schema.check(&doc) {
+                report.violating += 1;
+                if report.sample.len() < sample {
+                    report.sample.push(Violation {
+                        id: doc.get("_id").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        failure_count: failures.total,
+                        failures: failures.listed,
+                    });
+                }
+            }
+            Ok(ControlFlow::Continue(()))
+        })?;
+        Ok(report)
+    }
+
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.
-    fn prepare_new(&self, doc: Value) -> Result<(String, Value, Vec<u8>), DbError> {
+    fn prepare_new(&self, doc: Value) -> Result<New, DbError> {
         let Value::Object(fields) = self.normalize(doc)? else {
             return Err(DbError::InvalidParam("a document must be a JSON object".into()));
         };
@@ -442,7 +502,7 @@ impl Database {
         doc.extend(fields.into_iter().filter(|(k, _)| k != "_id"));
         let doc = Value::Object(doc);
         let bytes = self.encode_checked(&doc)?;
-        Ok((id, doc, bytes))
+        Ok(New { id, doc, bytes })
     }
 
     /// Checks field names, depth and size of a document about to be stored; returns its bytes.
@@ -457,6 +517,25 @@ impl Database {
         }
         Ok(bytes)
     }
+}
+
+/// A new document ready to store: its `_id`, its value (what a schema checks) and its bytes.
+struct New {
+    id: String,
+    doc: Value,
+    bytes: Vec<u8>,
+}
+
+/// Checks new documents against a schema; a batch names the failing document by position.
+fn check_new(schema: Option<&Schema>, docs: &[New]) -> Result<(), DbError> {
+    let Some(schema) = schema else { return Ok(()) };
+    for (i, new) in docs.iter().enumerate() {
+        schema.require(&new.doc, || match docs.len() {
+            1 => "the document".into(),
+            n => format!("document {} of {n} (`{}`)", i + 1, new.id),
+        })?;
+    }
+    Ok(())
 }
 
 /// `_id`s are 1–256 bytes without control characters.

@@ -38,6 +38,10 @@ pub enum DbError {
     ResultTooLarge(usize),
     #[error("the database is closed")]
     Closed,
+    #[error("{0}")]
+    InvalidSchema(String),
+    #[error("{0}")]
+    SchemaViolation(String),
     #[error("storage error: {0}")]
     Storage(String),
 }
@@ -60,6 +64,8 @@ impl DbError {
             DbError::IndexNotExist(_) => Code::IndexNotExist,
             DbError::DocumentTooLarge { .. } => Code::DocumentTooLarge,
             DbError::ResultTooLarge(_) => Code::ResultTooLarge,
+            DbError::InvalidSchema(_) => Code::InvalidSchema,
+            DbError::SchemaViolation(_) => Code::SchemaViolation,
             DbError::Closed => Code::Unavailable,
             DbError::Storage(_) => Code::Internal,
         }

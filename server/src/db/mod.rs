@@ -7,6 +7,7 @@ pub mod kv;
 pub mod projection;
 pub mod query;
 mod scan;
+pub mod schema;
 pub mod sled_kv;
 pub mod update;
 pub mod value;

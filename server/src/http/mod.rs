@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_indexes;
+pub mod admin_schema;
 pub mod auth_api;
 pub mod auth_providers;
 pub mod cloudapi;
@@ -155,6 +156,7 @@ pub fn build_app(
         .configure(cloudapi::routes)
         .configure(admin::routes)
         .configure(admin_indexes::routes)
+        .configure(admin_schema::routes)
         .configure(auth_api::routes)
         .configure(auth_providers::routes)
         .default_service(web::to(not_found))

@@ -87,7 +87,8 @@ fn payload(token: &str) -> Value {
 fn mint_with_script(key: &str, env: &str, uid: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/mint-ticket.py");
     let out = Command::new("python3")
-        .args([script, "--key", key, "--env", env, "--uid", uid])
+        // `--key=…`: a base64url key may start with `-`
+        .args([script, &format!("--key={key}"), "--env", env, "--uid", uid])
         .output()
         .expect("run python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -158,3 +158,99 @@ fn env_settings_offline_are_loaded_at_start_and_changed_through_the_running_serv
     child.kill().expect("kill");
     child.wait().expect("wait");
 }
+
+#[test]
+fn collection_schema_offline_and_through_a_running_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("person.json");
+    std::fs::write(&file, r#"{"type": "object", "required": ["name"]}"#).expect("write");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"type": "objekt"}"#).expect("write");
+    let file = file.to_str().expect("utf-8");
+    assert!(lb(dir.path(), &["collection", "create", "default", "people"]).0);
+    let (ok, out, _) = lb(dir.path(), &["collection", "schema", "default", "people"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "default/people has no schema");
+    // offline: set, show, refuse a bad one
+    let (ok, out, err) = lb(
+        dir.path(),
+        &["collection", "schema", "default", "people", "--set", file],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "set the schema of default/people");
+    let (ok, out, _) = lb(dir.path(), &["collection", "schema", "default", "people"]);
+    assert!(ok);
+    let shown: serde_json::Value = serde_json::from_str(&out).expect("the schema as JSON");
+    assert_eq!(shown, json!({"type": "object", "required": ["name"]}));
+    let (ok, _, err) = lb(
+        dir.path(),
+        &[
+            "collection",
+            "schema",
+            "default",
+            "people",
+            "--set",
+            bad.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!ok && err.contains("invalid schema at /type"), "{err}");
+    let (ok, _, err) = lb(
+        dir.path(),
+        &["collection", "schema", "default", "people", "--clear", "--check"],
+    );
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    let (ok, _, err) = lb(dir.path(), &["collection", "schema", "default", "nope", "--check"]);
+    assert!(!ok && err.contains("`nope` does not exist"), "{err}");
+
+    // through a running server: documents are checked, --check counts the violating ones
+    let port = free_port();
+    let mut child = spawn_server(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let docs = format!("{base}{DB}/collections/people/documents");
+    let (status, body) = http("POST", &docs, Some(&json!({"data": [{"_id": "a", "x": 1}]})));
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("DATABASE_SCHEMA_VIOLATION")),
+        "{body}"
+    );
+    let (ok, _, err) = lb(dir.path(), &["collection", "schema", "default", "people", "--clear"]);
+    assert!(ok, "{err}");
+    let (status, body) = http(
+        "POST",
+        &docs,
+        Some(&json!({"data": [{"_id": "a", "x": 1}, {"_id": "b", "name": "B"}]})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (ok, _, err) = lb(
+        dir.path(),
+        &["collection", "schema", "default", "people", "--set", file],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = lb(dir.path(), &["collection", "schema", "default", "people", "--check"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "1 of 2 documents violate the schema\na\t/: \"name\" is a required property"
+    );
+    let (ok, _, err) = lb(
+        dir.path(),
+        &[
+            "collection",
+            "schema",
+            "default",
+            "people",
+            "--set",
+            bad.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!ok && err.contains("INVALID_SCHEMA"), "{err}");
+    // killed without a shutdown: the acknowledged schema is on disk, and enforced offline too
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let (ok, out, _) = lb(dir.path(), &["collection", "schema", "default", "people"]);
+    assert!(ok);
+    assert!(out.contains("\"required\""), "{out}");
+    let (ok, out, _) = lb(dir.path(), &["collection", "schema", "default", "people", "--check"]);
+    assert!(ok);
+    assert!(out.starts_with("1 of 2 documents violate the schema"), "{out}");
+}

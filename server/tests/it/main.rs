@@ -15,3 +15,4 @@ mod layering;
 mod lifecycle;
 mod permissions;
 mod ratelimit;
+mod schema;
