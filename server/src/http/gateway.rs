@@ -257,10 +257,14 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
         upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
     };
     let r = db_calls::update(state, t, request).await?;
+    let upserted = r.upserted_id.unwrap_or_default();
+    // `upsert_id` is what `where().update()` reads, `upserted_id` what `doc().set()` reads
+    // (js-sdk 3.x's bundled @cloudbase/database); both carry the upserted `_id`, else "".
     Ok(Reply::Json(json!({
         "matched": r.matched,
         "updated": r.updated,
-        "upsert_id": r.upserted_id.unwrap_or_default(),
+        "upsert_id": upserted,
+        "upserted_id": upserted,
     })))
 }
 

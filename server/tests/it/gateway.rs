@@ -702,6 +702,7 @@ async fn set_replaces_and_upserts() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["updated"], 1, "{reply}");
     assert_eq!(reply["upsert_id"], "", "{reply}");
+    assert_eq!(reply["upserted_id"], "", "{reply}");
     assert_eq!(
         get_doc(&app, "todos", "doc-1").await,
         Some(json!({ "_id": "doc-1", "title": "replaced", "done": true }))
@@ -711,6 +712,8 @@ async fn set_replaces_and_upserts() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["updated"], 0, "{reply}");
     assert_eq!(reply["upsert_id"], "doc-9", "{reply}");
+    // js-sdk's doc().set() reports `upsertedId` from `upserted_id`
+    assert_eq!(reply["upserted_id"], "doc-9", "{reply}");
     assert_eq!(
         get_doc(&app, "todos", "doc-9").await,
         Some(json!({ "_id": "doc-9", "title": "replaced", "done": true }))
