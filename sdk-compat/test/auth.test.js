@@ -152,6 +152,20 @@ test('refreshSession() rotates the tokens of the session', async () => {
   assert.equal(me.body.sub, data.user.id)
 })
 
+test('an anonymous session the server ended is replaced by a new anonymous sign-in', async () => {
+  const first = (await sdk.auth.signInAnonymously()).data.session
+  const revoked = await http(server.base, 'POST', '/auth/v1/revoke', { body: { token: first.refresh_token } })
+  assert.equal(revoked.status, 200)
+  await sleep(1200) // the SDK refreshes, the server answers invalid_grant, the SDK signs in anonymously again
+  const added = await sdk.db.collection('notes').add({ text: 'anonymous again' })
+  assert.match(added.id, /^[0-9a-f]{32}$/)
+  const now = await session()
+  assert.equal(now.scope, 'anonymous')
+  assert.notEqual(jwtClaims(now.access_token).sub, first.sub)
+  const doc = (await adm.allDocs('notes')).find((d) => d._id === added.id)
+  assert.equal(doc._openid, jwtClaims(now.access_token).sub)
+})
+
 test('signOut revokes the session; the database then refuses the client', async () => {
   const key = await adm.ticketKey()
   await sdk.auth.signInWithCustomTicket(() => Promise.resolve(mintTicket(key, ENV, 'leaver')))
