@@ -166,6 +166,24 @@ test('an anonymous session the server ended is replaced by a new anonymous sign-
   assert.equal(doc._openid, jwtClaims(now.access_token).sub)
 })
 
+test('an app of another env (init({env})) signs in there and reads and writes that env', async () => {
+  await adm.call('POST', '/admin/v1/envs', { name: 'staging' })
+  await adm.call('POST', '/admin/v1/envs/staging/collections', { name: 'notes' })
+  const app = sdk.cloudbase.init({ env: 'staging' })
+  app.registerHost(server.host, 'http')
+  const { data, error } = await app.auth().signInAnonymously()
+  assert.equal(error, null)
+  assert.equal(jwtClaims(data.session.access_token).env, 'staging')
+  const added = await app.database().collection('notes').add({ text: 'in staging' })
+  assert.match(added.id, /^[0-9a-f]{32}$/)
+  const got = await app.database().collection('notes').get()
+  assert.deepEqual(got.data.map((d) => d.text), ['in staging'])
+  // it landed in staging, not in default
+  const inStaging = await adm.call('GET', `/v1/database/instances/(default)/databases/(default)/collections/notes/documents?env=staging`)
+  assert.deepEqual(inStaging.list.map((d) => [d._id, d._openid]), [[added.id, data.user.id]])
+  assert.equal((await adm.allDocs('notes')).some((d) => d._id === added.id), false)
+})
+
 test('signOut revokes the session; the database then refuses the client', async () => {
   const key = await adm.ticketKey()
   await sdk.auth.signInWithCustomTicket(() => Promise.resolve(mintTicket(key, ENV, 'leaver')))

@@ -510,7 +510,14 @@ async fn admin_login_and_the_user_admin_endpoints() {
     assert_eq!(list["total"], 2);
     assert!(list["users"][0].get("password").is_none());
     // only whether there is one
-    assert!(list["users"].as_array().unwrap().iter().all(|u| u["has_password"] == true), "{list}");
+    assert!(
+        list["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["has_password"] == true),
+        "{list}"
+    );
     let (_, found) = call(
         &app,
         bearer(get(&format!("{users}?search=ALI&limit=10&offset=0")), &admin),
