@@ -43,6 +43,8 @@ pub struct User {
     pub openid: Option<String>,
     pub unionid: Option<String>,
     pub custom_id: Option<String>,
+    /// Whether the user has a password (signed up with a username or email).
+    pub has_password: bool,
     pub disabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
@@ -60,6 +62,7 @@ impl From<UserRecord> for User {
             openid: r.openid,
             unionid: r.unionid,
             custom_id: r.custom_id,
+            has_password: r.password.is_some(),
             disabled: r.disabled,
             created_at: r.created_at,
             updated_at: r.updated_at,

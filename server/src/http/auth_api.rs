@@ -155,6 +155,8 @@ pub fn user_me_json(user: &User, login_type: LoginType) -> Value {
         "open_id": user.openid.clone().unwrap_or_default(),
         "union_id": user.unionid.clone().unwrap_or_default(),
         "custom_user_id": user.custom_id.clone().unwrap_or_default(),
+        // the SDK's `user_metadata.hasPassword` (apps choose "set" or "change password" by it)
+        "hasPassword": user.has_password,
         "is_anonymous": user.anonymous,
         "status": if user.disabled { "BLOCKED" } else { "ACTIVE" },
         "created_at": rfc3339(user.created_at),

@@ -128,9 +128,11 @@ async fn dispatch(
                 upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
             };
             let r = db_calls::update(state, target(coll), request).await?;
+            let upserted = r.upserted_id.unwrap_or_default();
+            // both names, as on GATEWAY: `doc().set()` reads `upserted_id`, `where().update()` `upsert_id`
             Ok(ok(
                 rid,
-                json!({ "updated": r.updated, "upsert_id": r.upserted_id.unwrap_or_default(), "matched": r.matched }),
+                json!({ "updated": r.updated, "upsert_id": upserted, "upserted_id": upserted, "matched": r.matched }),
             ))
         }
         "database.deleteDocument" => {

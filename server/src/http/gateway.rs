@@ -4,6 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::auth_api;
 use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, Target, UpdateRequest};
 use super::{
     caller_of, gateway_error, method_not_allowed, opt_bool, parse_json, read_json, require_object, with_request_id,
@@ -75,7 +76,10 @@ fn respond(rid: &RequestId, r: Result<Reply, ApiError>) -> HttpResponse {
 }
 
 /// The env of a GATEWAY request: `?env=` or the default (a token claim once auth exists).
-fn env_of(req: &HttpRequest, path: &DbPath) -> Result<String, ApiError> {
+/// The env of a request: `?env=` when given; else the env of the end user's access token (the
+/// SDK never sends its env on GATEWAY: on CloudBase it is part of the host name, so this is how
+/// `init({env: 'staging'})` reaches `staging` once signed in); else `default`.
+fn env_of(req: &HttpRequest, path: &DbPath, state: &State) -> Result<String, ApiError> {
     for part in [&path.instance, &path.database] {
         if part != "(default)" {
             return Err(ApiError::new(
@@ -84,8 +88,16 @@ fn env_of(req: &HttpRequest, path: &DbPath) -> Result<String, ApiError> {
             ));
         }
     }
-    let env = query_pairs(req)?.into_iter().find(|(k, _)| k == "env").map(|(_, v)| v);
-    Ok(env.unwrap_or_else(|| DEFAULT_ENV.to_string()))
+    if let Some((_, env)) = query_pairs(req)?.into_iter().find(|(k, _)| k == "env") {
+        return Ok(env);
+    }
+    // A token that does not verify falls through to `default`; `caller_of` then refuses it with
+    // the precise error (expired, revoked, malformed).
+    let user_env = auth_api::bearer_token(req).and_then(|token| match state.auth.verify_bearer(token) {
+        Ok(Caller::User(id)) => Some(id.env),
+        _ => None,
+    });
+    Ok(user_env.unwrap_or_else(|| DEFAULT_ENV.to_string()))
 }
 
 fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
@@ -95,7 +107,7 @@ fn query_pairs(req: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
 
 /// Who asks (the Bearer token, or a guest), in which env, on which collection.
 fn target_of(req: &HttpRequest, path: &DbPath, state: &State) -> Result<Target, ApiError> {
-    let env = env_of(req, path)?;
+    let env = env_of(req, path, state)?;
     let caller = caller_of(req, state, &env, None)?;
     Ok(Target {
         caller,
@@ -257,10 +269,14 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
         upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
     };
     let r = db_calls::update(state, t, request).await?;
+    let upserted = r.upserted_id.unwrap_or_default();
+    // `upsert_id` is what `where().update()` reads, `upserted_id` what `doc().set()` reads
+    // (js-sdk 3.x's bundled @cloudbase/database); both carry the upserted `_id`, else "".
     Ok(Reply::Json(json!({
         "matched": r.matched,
         "updated": r.updated,
-        "upsert_id": r.upserted_id.unwrap_or_default(),
+        "upsert_id": upserted,
+        "upserted_id": upserted,
     })))
 }
 

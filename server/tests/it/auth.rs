@@ -112,6 +112,8 @@ async fn anonymous_sign_in_then_user_me_refresh_revoke() {
     assert_eq!(me["name"], "anonymous");
     assert_eq!(me["loginType"], "ANONYMOUS");
     assert_eq!(me["providers"], json!([]));
+    // js-sdk reads `hasPassword` into user_metadata.hasPassword
+    assert_eq!(me["hasPassword"], false, "{me}");
     assert!(me["created_at"].as_str().unwrap().ends_with('Z'));
     for field in ["username", "email", "open_id", "updated_at", "picture", "groups"] {
         assert!(me.get(field).is_some(), "user/me lacks {field}: {me}");
@@ -183,6 +185,7 @@ async fn sign_up_sign_in_and_sign_out() {
     assert_eq!(me["name"], "alice");
     assert_eq!(me["username"], "alice");
     assert_eq!(me["loginType"], "USERNAME");
+    assert_eq!(me["hasPassword"], true, "{me}");
 
     // wrong password and unknown user: the same 401 invalid_grant
     for body in [
@@ -433,8 +436,8 @@ async fn anonymous_upgrade_keeps_the_sub() {
     assert_eq!(up["sub"], anon["sub"]);
     let (_, me) = call(&app, bearer(get("/auth/v1/user/me"), &at(&up))).await;
     assert_eq!(
-        (me["sub"].clone(), me["name"].clone()),
-        (anon["sub"].clone(), json!("alice"))
+        (me["sub"].clone(), me["name"].clone(), me["hasPassword"].clone()),
+        (anon["sub"].clone(), json!("alice"), json!(true))
     );
     // the anonymous session is over; the password now signs in to the same sub
     let (status, _) = call(&app, bearer(get("/auth/v1/user/me"), &at(&anon))).await;
@@ -506,6 +509,15 @@ async fn admin_login_and_the_user_admin_endpoints() {
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["total"], 2);
     assert!(list["users"][0].get("password").is_none());
+    // only whether there is one
+    assert!(
+        list["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["has_password"] == true),
+        "{list}"
+    );
     let (_, found) = call(
         &app,
         bearer(get(&format!("{users}?search=ALI&limit=10&offset=0")), &admin),

@@ -147,6 +147,7 @@ async fn custom_tickets_sign_in_and_bad_tickets_are_refused() {
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["loginType"], "CUSTOM");
     assert_eq!(me["custom_user_id"], "dev-user_42");
+    assert_eq!(me["hasPassword"], false, "{me}");
     let (_, other_user) = call(
         &app,
         signin("default", &mint_with_script(&key_b64, "default", "someone-else")),

@@ -385,10 +385,8 @@ async fn set_merge_false_with_upsert_from_capture() {
     };
     let data = web(&app, set("doc-1")).await;
     assert_eq!(data["updated"], 1, "{data}");
-    assert!(
-        data["upsert_id"].is_null() || data["upsert_id"] == "",
-        "no upsert on an existing doc: {data}"
-    );
+    assert_eq!(data["upsert_id"], "", "no upsert on an existing doc: {data}");
+    assert_eq!(data["upserted_id"], "", "no upsert on an existing doc: {data}");
     assert_eq!(
         get_doc(&app, "todos", "doc-1").await,
         Some(json!({ "_id": "doc-1", "title": "replaced", "done": true }))
@@ -396,6 +394,8 @@ async fn set_merge_false_with_upsert_from_capture() {
     let data = web(&app, set("doc-9")).await;
     assert_eq!(data["updated"], 0, "{data}");
     assert_eq!(data["upsert_id"], "doc-9", "{data}");
+    // js-sdk's doc().set() reports `upsertedId` from `upserted_id`
+    assert_eq!(data["upserted_id"], "doc-9", "{data}");
     assert_eq!(
         get_doc(&app, "todos", "doc-9").await,
         Some(json!({ "_id": "doc-9", "title": "replaced", "done": true }))

@@ -702,6 +702,7 @@ async fn set_replaces_and_upserts() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["updated"], 1, "{reply}");
     assert_eq!(reply["upsert_id"], "", "{reply}");
+    assert_eq!(reply["upserted_id"], "", "{reply}");
     assert_eq!(
         get_doc(&app, "todos", "doc-1").await,
         Some(json!({ "_id": "doc-1", "title": "replaced", "done": true }))
@@ -711,6 +712,8 @@ async fn set_replaces_and_upserts() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["updated"], 0, "{reply}");
     assert_eq!(reply["upsert_id"], "doc-9", "{reply}");
+    // js-sdk's doc().set() reports `upsertedId` from `upserted_id`
+    assert_eq!(reply["upserted_id"], "doc-9", "{reply}");
     assert_eq!(
         get_doc(&app, "todos", "doc-9").await,
         Some(json!({ "_id": "doc-9", "title": "replaced", "done": true }))
@@ -1057,6 +1060,69 @@ async fn data_never_crosses_envs() {
         "collection of another env",
     );
     assert_eq!(count_in(&app, "other", "only-other", "{}").await, 0);
+}
+
+/// js-sdk never sends its env on GATEWAY (on CloudBase it is in the host name): without `?env=`
+/// a signed-in user's requests go to the env of their token, so `init({env: 'other'})` works.
+#[actix_web::test]
+async fn without_env_a_user_token_addresses_its_own_env() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    create_env(&app, "other").await;
+    create_coll(&app, "default", "todos").await;
+    create_coll(&app, "other", "todos").await;
+    let (status, cred) = send(
+        &app,
+        post_json("/auth/v1/signin/anonymously?client_id=other", &json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{cred}");
+    let user = |req: TestRequest| {
+        req.insert_header((
+            "authorization",
+            format!("Bearer {}", cred["access_token"].as_str().unwrap()),
+        ))
+    };
+
+    // the SDK's add and list, with no env anywhere in the request
+    let (status, body) = send(
+        &app,
+        user(post_json(&docs_uri("todos"), &json!({ "data": [{ "_id": "o1" }] }))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        get_doc_in(&app, "other", "todos", "o1")
+            .await
+            .map(|d| d["_openid"].clone()),
+        Some(cred["sub"].clone())
+    );
+    assert_eq!(get_doc_in(&app, "default", "todos", "o1").await, None);
+    let (status, body) = send(&app, user(get(&list_uri("todos", &[])))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["list"].as_array().map(Vec::len), Some(1), "{body}");
+
+    // an explicit ?env= still wins, and a user token of another env is refused there
+    let (status, body) = send(&app, user(get(&in_env(&list_uri("todos", &[]), "default")))).await;
+    assert_gateway_error(status, &body, 401, "UNAUTHENTICATED", "token of `other` in `default`");
+    // a token that does not verify is refused as such, not sent to another env
+    let bad = get(&list_uri("todos", &[])).insert_header(("authorization", "Bearer not-a-token"));
+    let (status, body) = send(&app, bad).await;
+    assert_gateway_error(status, &body, 401, "UNAUTHENTICATED", "garbage token");
+    // guests (and admins) without ?env= are in `default`
+    add_docs(&app, "default", "todos", json!([{ "_id": "d1" }])).await;
+    assert_eq!(
+        get_doc_in(&app, "default", "todos", "d1").await,
+        Some(json!({ "_id": "d1" }))
+    );
+    let (status, body) = send(&app, as_guest(get(&list_uri("todos", &[])))).await;
+    assert_gateway_error(
+        status,
+        &body,
+        403,
+        "DATABASE_PERMISSION_DENIED",
+        "guest in default (PRIVATE)",
+    );
 }
 
 #[actix_web::test]
