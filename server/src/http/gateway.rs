@@ -5,6 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, Target, UpdateRequest};
+use super::transactions as tx;
 use super::{
     caller_of, gateway_error, method_not_allowed, opt_bool, parse_json, read_json, require_object, with_request_id,
     RequestId, State,
@@ -47,17 +48,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(add_collection))
                     .default_service(web::to(method_not_allowed)),
             )
+            .configure(tx::gateway_routes)
             .service(documents),
     );
 }
 
 /// `{instance}/{database}` are always `(default)`: one database per env.
 #[derive(serde::Deserialize)]
-struct DbPath {
+pub(super) struct DbPath {
     instance: String,
     database: String,
     coll: Option<String>,
     id: Option<String>,
+    /// A transaction id (`P/transactions/{txid}/…`).
+    pub(super) txid: Option<String>,
 }
 
 /// What a handler produces: a JSON object (gets `requestId`) or a finished response.
@@ -75,7 +79,7 @@ fn respond(rid: &RequestId, r: Result<Reply, ApiError>) -> HttpResponse {
 }
 
 /// The env of a GATEWAY request: `?env=` or the default (a token claim once auth exists).
-fn env_of(req: &HttpRequest, path: &DbPath) -> Result<String, ApiError> {
+pub(super) fn env_of(req: &HttpRequest, path: &DbPath) -> Result<String, ApiError> {
     for part in [&path.instance, &path.database] {
         if part != "(default)" {
             return Err(ApiError::new(
@@ -126,6 +130,7 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
     let t = target_of(req, path, state)?;
     let mut find = FindRequest::default();
     let mut count = false;
+    let mut txid = None;
     for (k, v) in query_pairs(req)? {
         let slot = match k.as_str() {
             "query" => &mut find.query,
@@ -137,8 +142,9 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
                 count = v == "true";
                 continue;
             }
-            "transactionId" if !v.is_empty() => {
-                return Err(ApiError::new(Code::NotSupported, "transactions are not supported yet"))
+            "transactionId" => {
+                txid = tx::id_of_param(&v)?;
+                continue;
             }
             _ => continue,
         };
@@ -147,6 +153,17 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
         }
     }
     let query = query_of(find.query.take())?;
+    if let Some(txid) = txid {
+        if count {
+            return Err(tx::refuse("count"));
+        }
+        find.query = query;
+        let read = tx::get(state, t, txid, find).await?;
+        let list: Vec<Value> = read.doc.into_iter().collect();
+        return Ok(Reply::Json(
+            json!({ "list": list, "offset": read.offset, "limit": read.limit }),
+        ));
+    }
     if count {
         let total = db_calls::count(state, t, query).await?;
         return Ok(Reply::Json(json!({ "total": total })));
@@ -164,16 +181,28 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
 
 /// The document itself (CloudBase's reply shape: no envelope). `?projection=` is honoured.
 async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, rid: RequestId) -> HttpResponse {
-    let r = (|| {
+    let r = async {
         let t = target_of(&req, &path, &state)?;
         let id = path.id.clone().unwrap_or_default();
         let not_found = || ApiError::new(Code::DocumentNotExist, format!("document `{id}` does not exist"));
-        let projection = query_pairs(&req)?
-            .into_iter()
-            .find(|(k, v)| k == "projection" && !v.is_empty());
+        let pairs = query_pairs(&req)?;
+        let projection = pairs.iter().find(|(k, v)| k == "projection" && !v.is_empty());
         let projection = projection
             .map(|(_, p)| parse_json(p.as_bytes(), "query parameter `projection`"))
             .transpose()?;
+        let txid = match pairs.iter().find(|(k, _)| k == "transactionId") {
+            Some((_, v)) => tx::id_of_param(v)?,
+            None => None,
+        };
+        if let Some(txid) = txid {
+            let find = FindRequest {
+                query: Some(json!({ "_id": id })),
+                projection,
+                ..FindRequest::default()
+            };
+            let doc = tx::get(&state, t, txid, find).await?.doc.ok_or_else(not_found)?;
+            return Ok(Reply::Raw(HttpResponse::Ok().json(doc)));
+        }
         let json = |body: Vec<u8>| Reply::Raw(HttpResponse::Ok().content_type("application/json").body(body));
         // admins without a projection get the stored bytes as they are: the fastest read there is
         if let (Caller::Admin, None) = (&t.caller, &projection) {
@@ -181,8 +210,8 @@ async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, r
         }
         let doc = db_calls::get_one(&state, &t, &id, projection)?.ok_or_else(not_found)?;
         Ok(json(doc))
-    })();
-    respond(&rid, r)
+    };
+    respond(&rid, r.await)
 }
 
 /// Aggregation arrives with secondary indexes (issue 4); until then a clear answer, not a 405.
@@ -219,9 +248,12 @@ async fn add(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: &St
     let t = target_of(req, path, state)?;
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
-    reject_transaction(&body)?;
+    let txid = tx::id_of(body.get("transactionId"))?;
     let (docs, _) = documents_of(body.get_mut("data").map(Value::take))?;
-    let ids = db_calls::add(state, &t, docs).await?;
+    let ids = match txid {
+        Some(txid) => tx::add(state, t, txid, docs).await?,
+        None => db_calls::add(state, &t, docs).await?,
+    };
     Ok(Reply::Json(json!({ "insertedIds": ids })))
 }
 
@@ -241,7 +273,7 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
     let t = target_of(req, path, state)?;
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
-    reject_transaction(&body)?;
+    let txid = tx::id_of(body.get("transactionId"))?;
     let data = update_data_of(body.get_mut("data").map(Value::take))?;
     let has_operators = data.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
     let merge = match (opt_bool(&body, "replaceMode")?, opt_bool(&body, "merge")?) {
@@ -256,7 +288,10 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
         multi: opt_bool(&body, "multi")?.unwrap_or(false),
         upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
     };
-    let r = db_calls::update(state, t, request).await?;
+    let r = match txid {
+        Some(txid) => tx::update(state, t, txid, request).await?,
+        None => db_calls::update(state, t, request).await?,
+    };
     Ok(Reply::Json(json!({
         "matched": r.matched,
         "updated": r.updated,
@@ -275,10 +310,13 @@ async fn remove_documents(
         let t = target_of(&req, &path, &state)?;
         let mut body = read_json(&req, payload, state.config.max_body_bytes).await?;
         require_object(&body)?;
-        reject_transaction(&body)?;
+        let txid = tx::id_of(body.get("transactionId"))?;
         let multi = opt_bool(&body, "multi")?.unwrap_or(false);
         let query = query_of(body.get_mut("query").map(Value::take))?;
-        let deleted = db_calls::remove(&state, t, query, multi).await?;
+        let deleted = match txid {
+            Some(txid) => tx::remove(&state, t, txid, query, multi).await?,
+            None => db_calls::remove(&state, t, query, multi).await?,
+        };
         Ok(Reply::Json(json!({ "deleted": deleted })))
     };
     respond(&rid, r.await)
@@ -300,12 +338,4 @@ async fn add_collection(
         Ok(Reply::Json(json!({ "collectionName": name })))
     };
     respond(&rid, r.await)
-}
-
-fn reject_transaction(body: &Value) -> Result<(), ApiError> {
-    match body.get("transactionId") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::new(Code::NotSupported, "transactions are not supported yet")),
-    }
 }
