@@ -398,8 +398,11 @@ impl Config {
         if !(1..=3600).contains(&config.transaction_ttl) {
             return Err("transaction_ttl must be between 1 and 3600 seconds".into());
         }
-        if !(1..=100_000).contains(&config.transaction_max_open) || !(1..=10_000).contains(&config.transaction_max_ops) {
-            return Err("transaction_max_open must be between 1 and 100000, transaction_max_ops between 1 and 10000".into());
+        if !(1..=100_000).contains(&config.transaction_max_open) || !(1..=10_000).contains(&config.transaction_max_ops)
+        {
+            return Err(
+                "transaction_max_open must be between 1 and 100000, transaction_max_ops between 1 and 10000".into(),
+            );
         }
         if !(config.wechat_api_base.starts_with("http://") || config.wechat_api_base.starts_with("https://")) {
             return Err("wechat_api_base must be an http:// or https:// URL".into());

@@ -514,6 +514,33 @@ impl Database {
     /// it again, up to [`RUN_ATTEMPTS`] times, with a short random backoff. An error from `f`
     /// discards the transaction (nothing is written) and is returned as it is. The returned
     /// [`Commit`] resolves once the writes are durable.
+    ///
+    /// ```
+    /// # use lightbase::db::{Database, DbError, Limits};
+    /// # use serde_json::json;
+    /// # fn main() -> Result<(), DbError> {
+    /// # let dir = tempfile::tempdir().map_err(|e| DbError::Storage(e.to_string()))?;
+    /// # let db = Database::open(dir.path(), Limits::default())?;
+    /// # for c in ["accounts", "log"] { db.create_collection("default", c)?.wait_blocking()?; }
+    /// # let docs = vec![json!({"_id": "alice", "balance": 100}), json!({"_id": "bob", "balance": 20})];
+    /// # db.insert("default", "accounts", docs)?.1.wait_blocking()?;
+    /// let (moved, commit) = db.run_transaction("default", |tx| {
+    ///     let from = tx.get("accounts", "alice")?.and_then(|d| d["balance"].as_i64()).unwrap_or(0);
+    ///     if from < 30 {
+    ///         return Err(DbError::InvalidParam("insufficient funds".into()));
+    ///     }
+    ///     tx.update("accounts", "alice", &json!({"$inc": {"balance": -30}}))?;
+    ///     tx.update("accounts", "bob", &json!({"$inc": {"balance": 30}}))?;
+    ///     tx.insert("log", json!({"from": "alice", "to": "bob", "amount": 30}))?;
+    ///     Ok(30)
+    /// })?;
+    /// commit.wait_blocking()?; // durable (from async code: `commit.wait().await?`)
+    /// # assert_eq!(moved, 30);
+    /// # let bob: serde_json::Value = serde_json::from_slice(&db.get_raw("default", "accounts", "bob")?.unwrap_or_default()).unwrap_or_default();
+    /// # assert_eq!(bob["balance"], 50);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn run_transaction<T>(
         &self,
         env: &str,
@@ -523,7 +550,11 @@ impl Database {
         loop {
             attempt += 1;
             let mut txn = self.begin(env)?;
-            let outcome = f(&mut Tx { db: self, txn: &mut txn }).and_then(|v| Ok((v, txn.commit(self)?)));
+            let outcome = f(&mut Tx {
+                db: self,
+                txn: &mut txn,
+            })
+            .and_then(|v| Ok((v, txn.commit(self)?)));
             match outcome {
                 Err(DbError::TransactionConflict(_)) if attempt < RUN_ATTEMPTS => {
                     let cap = 1u64 << attempt.min(6);
@@ -563,11 +594,14 @@ pub enum Ended {
     Aborted,
 }
 
+/// The transaction of an open id; `None` once a commit has taken it out.
+type Slot = Arc<Mutex<Option<Txn>>>;
+
 struct Open {
     owner: String,
     env: String,
     deadline: Instant,
-    txn: Arc<Mutex<Txn>>,
+    txn: Slot,
 }
 
 struct Gone {
@@ -698,7 +732,11 @@ impl Transactions {
             }
         }
         while let Some(oldest) = reg.ended_order.front() {
-            if reg.ended.get(oldest).is_some_and(|g| now.duration_since(g.at) < ENDED_KEPT) {
+            if reg
+                .ended
+                .get(oldest)
+                .is_some_and(|g| now.duration_since(g.at) < ENDED_KEPT)
+            {
                 break;
             }
             if let Some(oldest) = reg.ended_order.pop_front() {
@@ -739,14 +777,14 @@ impl Transactions {
                 owner: owner.to_string(),
                 env: env.to_string(),
                 deadline: Instant::now() + self.limits.ttl,
-                txn: Arc::new(Mutex::new(txn)),
+                txn: Arc::new(Mutex::new(Some(txn))),
             },
         );
         Ok(id)
     }
 
     /// The open transaction `id` of `owner` in `env`; an expired one is ended here.
-    fn find(&self, id: &str, owner: &str, env: &str) -> Result<Arc<Mutex<Txn>>, DbError> {
+    fn find(&self, id: &str, owner: &str, env: &str) -> Result<Slot, DbError> {
         let mut reg = self.registry()?;
         match reg.open.get(id) {
             Some(o) if o.owner == owner && o.env == env => {
@@ -763,7 +801,7 @@ impl Transactions {
     }
 
     /// Takes transaction `id` out of the open ones (commit, rollback), ending it with `why`.
-    fn take(&self, id: &str, owner: &str, env: &str, why: Ended) -> Result<Arc<Mutex<Txn>>, DbError> {
+    fn take(&self, id: &str, owner: &str, env: &str, why: Ended) -> Result<Slot, DbError> {
         let mut reg = self.registry()?;
         let expired = match reg.open.get(id) {
             Some(o) if o.owner == owner && o.env == env => o.deadline <= Instant::now(),
@@ -788,11 +826,16 @@ impl Transactions {
         env: &str,
         f: impl FnOnce(&mut Txn) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let txn = self.find(id, owner, env)?;
-        let mut guard = txn
+        let slot = self.find(id, owner, env)?;
+        let mut guard = slot
             .lock()
             .map_err(|_| DbError::Storage("transaction poisoned".into()))?;
-        let out = f(&mut guard);
+        let Some(txn) = guard.as_mut() else {
+            // committed while this operation waited for it
+            drop(guard);
+            return Err(self.registry()?.missing(id, owner, env, self.limits.ttl));
+        };
+        let out = f(txn);
         if let Err(DbError::TransactionConflict(_)) = &out {
             drop(guard);
             let mut reg = self.registry()?;
@@ -805,13 +848,14 @@ impl Transactions {
 
     /// Commits transaction `id` (see [`Txn::commit`]); it is over either way.
     pub fn commit(&self, db: &Database, id: &str, owner: &str, env: &str) -> Result<Commit, DbError> {
-        let txn = self.take(id, owner, env, Ended::Committed)?;
+        let slot = self.take(id, owner, env, Ended::Committed)?;
         // waits for an operation still running on it
-        let txn = {
-            let mut guard = txn
-                .lock()
-                .map_err(|_| DbError::Storage("transaction poisoned".into()))?;
-            std::mem::replace(&mut *guard, Txn::new(env, 0, 0, None))
+        let txn = slot
+            .lock()
+            .map_err(|_| DbError::Storage("transaction poisoned".into()))?
+            .take();
+        let Some(txn) = txn else {
+            return Err(self.registry()?.missing(id, owner, env, self.limits.ttl));
         };
         let out = txn.commit(db);
         if out.is_err() {

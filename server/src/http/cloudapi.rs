@@ -255,7 +255,10 @@ async fn transaction_action(
             let id = txid()?;
             let coll = collection(&body)?;
             let Some(Value::Object(mut doc)) = ejson_field(&mut body, "data")? else {
-                return Err(ApiError::new(Code::InvalidParam, "`data` must be one document (an object)"));
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "`data` must be one document (an object)",
+                ));
             };
             if let Some(given) = body.get("_id").filter(|v| !v.is_null()) {
                 doc.entry("_id").or_insert_with(|| given.clone());

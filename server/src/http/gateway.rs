@@ -143,7 +143,7 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
                 continue;
             }
             "transactionId" => {
-                txid = tx::id_of_param(&v)?;
+                txid = tx::id_of_param(&v);
                 continue;
             }
             _ => continue,
@@ -191,7 +191,7 @@ async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, r
             .map(|(_, p)| parse_json(p.as_bytes(), "query parameter `projection`"))
             .transpose()?;
         let txid = match pairs.iter().find(|(k, _)| k == "transactionId") {
-            Some((_, v)) => tx::id_of_param(v)?,
+            Some((_, v)) => tx::id_of_param(v),
             None => None,
         };
         if let Some(txid) = txid {

@@ -88,12 +88,12 @@ pub fn id_of(v: Option<&Value>) -> Result<Option<String>, ApiError> {
 
 /// A `transactionId` query parameter: the SDK `JSON.stringify`s every parameter, so `"abc"`
 /// (quoted) and `abc` are the same id.
-pub fn id_of_param(v: &str) -> Result<Option<String>, ApiError> {
-    match serde_json::from_str::<Value>(v) {
-        Ok(Value::String(s)) => id_of(Some(&Value::String(s))),
-        Ok(other @ (Value::Number(_) | Value::Bool(_) | Value::Array(_) | Value::Object(_))) => id_of(Some(&other)),
-        _ => id_of(Some(&Value::String(v.to_string()))),
-    }
+pub fn id_of_param(v: &str) -> Option<String> {
+    let id = match serde_json::from_str::<Value>(v) {
+        Ok(Value::String(s)) => s,
+        _ => v.to_string(),
+    };
+    Some(id).filter(|s| !s.is_empty())
 }
 
 /// Who owns a transaction: admins share one owner, each end user is their own; guests cannot
@@ -215,7 +215,13 @@ pub async fn update(state: &State, t: Target, txid: String, req: UpdateRequest) 
 }
 
 /// Deletes the one document the query pins, inside a transaction.
-pub async fn remove(state: &State, t: Target, txid: String, query: Option<Value>, multi: bool) -> Result<u64, ApiError> {
+pub async fn remove(
+    state: &State,
+    t: Target,
+    txid: String,
+    query: Option<Value>,
+    multi: bool,
+) -> Result<u64, ApiError> {
     if multi {
         return Err(ApiError::new(
             Code::InvalidParam,

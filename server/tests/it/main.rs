@@ -14,3 +14,4 @@ mod layering;
 mod lifecycle;
 mod permissions;
 mod ratelimit;
+mod transactions;

@@ -73,7 +73,8 @@ fn uncommitted_writes_are_invisible_outside_and_visible_inside() {
     put(&db, "acc", json!({"_id": "a", "n": 10}));
     let mut txn = db.begin(ENV).unwrap();
     tx_update(&db, &mut txn, "acc", "a", json!({"$inc": {"n": -3}})).unwrap();
-    txn.insert(&db, "log", vec![json!({"_id": "l1", "what": "moved"})]).unwrap();
+    txn.insert(&db, "log", vec![json!({"_id": "l1", "what": "moved"})])
+        .unwrap();
     // read-your-writes
     assert_eq!(balance(tx_get(&db, &mut txn, "acc", "a").unwrap()), 7);
     assert_eq!(
@@ -158,7 +159,10 @@ fn write_skew_across_collections_is_refused() {
     tx_update(&db, &mut t2, "acc", "a", json!({"n": a + b})).unwrap();
     t1.commit(&db).unwrap().wait_blocking().unwrap();
     assert!(is_conflict(&t2.commit(&db)));
-    assert_eq!((balance(stored(&db, "acc", "a")), balance(stored(&db, "log", "b"))), (1, 2));
+    assert_eq!(
+        (balance(stored(&db, "acc", "a")), balance(stored(&db, "log", "b"))),
+        (1, 2)
+    );
 }
 
 #[test]
@@ -167,7 +171,11 @@ fn rereading_a_document_that_changed_is_a_conflict_at_once() {
     put(&db, "acc", json!({"_id": "a", "n": 1}));
     let mut txn = db.begin(ENV).unwrap();
     assert_eq!(balance(tx_get(&db, &mut txn, "acc", "a").unwrap()), 1);
-    assert_eq!(balance(tx_get(&db, &mut txn, "acc", "a").unwrap()), 1, "unchanged: fine");
+    assert_eq!(
+        balance(tx_get(&db, &mut txn, "acc", "a").unwrap()),
+        1,
+        "unchanged: fine"
+    );
     inc(&db, "acc", "a", "n", 1);
     let r = tx_get(&db, &mut txn, "acc", "a");
     assert!(is_conflict(&r), "{r:?}");
@@ -215,7 +223,8 @@ fn update_set_insert_and_delete_behave_like_their_normal_forms() {
     assert_eq!(txn.remove(&db, "acc", &filter(&db, id("a"))).unwrap(), 1);
     assert_eq!(txn.remove(&db, "acc", &filter(&db, id("a"))).unwrap(), 0);
     assert_eq!(tx_get(&db, &mut txn, "acc", "a").unwrap(), None);
-    txn.insert(&db, "acc", vec![json!({"_id": "a", "again": true})]).unwrap();
+    txn.insert(&db, "acc", vec![json!({"_id": "a", "again": true})])
+        .unwrap();
     // inserted and deleted inside: never written
     txn.insert(&db, "acc", vec![json!({"_id": "tmp"})]).unwrap();
     txn.remove(&db, "acc", &filter(&db, id("tmp"))).unwrap();
@@ -237,16 +246,27 @@ fn a_replacement_keeps_the_creator() {
     let repl = db.update_spec(&json!({"m": 2}), false).unwrap();
     txn.update(&db, "acc", &filter(&db, id("a")), &repl, true).unwrap();
     txn.commit(&db).unwrap().wait_blocking().unwrap();
-    assert_eq!(stored(&db, "acc", "a"), Some(json!({"_id": "a", "m": 2, "_openid": "u1"})));
+    assert_eq!(
+        stored(&db, "acc", "a"),
+        Some(json!({"_id": "a", "m": 2, "_openid": "u1"}))
+    );
 }
 
 #[test]
 fn operations_must_pin_one_id() {
     let (_d, db) = setup();
     let mut txn = db.begin(ENV).unwrap();
-    for q in [json!({}), json!({"n": 1}), json!({"_id": {"$in": ["a", "b"]}}), json!({"_id": {"$gt": "a"}})] {
+    for q in [
+        json!({}),
+        json!({"n": 1}),
+        json!({"_id": {"$in": ["a", "b"]}}),
+        json!({"_id": {"$gt": "a"}}),
+    ] {
         let r = txn.get(&db, "acc", &filter(&db, q.clone()));
-        assert!(matches!(&r, Err(DbError::InvalidParam(m)) if m.contains("_id")), "{q}: {r:?}");
+        assert!(
+            matches!(&r, Err(DbError::InvalidParam(m)) if m.contains("_id")),
+            "{q}: {r:?}"
+        );
         assert!(txn.remove(&db, "acc", &filter(&db, q.clone())).is_err(), "{q}");
     }
     // `{_id: {$eq}}` (the SDK's form) and extra conditions are fine
@@ -287,7 +307,8 @@ fn a_unique_index_violated_at_commit_refuses_it_and_nothing_is_written() {
     let (_d, db) = setup();
     unique_email(&db);
     let mut txn = db.begin(ENV).unwrap();
-    txn.insert(&db, "acc", vec![json!({"_id": "t", "email": "x@y"})]).unwrap();
+    txn.insert(&db, "acc", vec![json!({"_id": "t", "email": "x@y"})])
+        .unwrap();
     txn.insert(&db, "log", vec![json!({"_id": "l"})]).unwrap();
     put(&db, "acc", json!({"_id": "n", "email": "x@y"})); // takes the value first
     let r = txn.commit(&db);
@@ -301,15 +322,18 @@ fn a_unique_index_violated_at_commit_refuses_it_and_nothing_is_written() {
 
     // two documents of one transaction taking the same value
     let mut txn = db.begin(ENV).unwrap();
-    txn.insert(&db, "acc", vec![json!({"_id": "p", "email": "p@q"})]).unwrap();
-    txn.insert(&db, "acc", vec![json!({"_id": "q", "email": "p@q"})]).unwrap();
+    txn.insert(&db, "acc", vec![json!({"_id": "p", "email": "p@q"})])
+        .unwrap();
+    txn.insert(&db, "acc", vec![json!({"_id": "q", "email": "p@q"})])
+        .unwrap();
     assert!(matches!(txn.commit(&db), Err(DbError::DuplicateKey { .. })));
     assert_eq!((stored(&db, "acc", "p"), stored(&db, "acc", "q")), (None, None));
 
     // a value freed and taken inside one transaction is fine
     let mut txn = db.begin(ENV).unwrap();
     tx_update(&db, &mut txn, "acc", "n", json!({"email": "other@y"})).unwrap();
-    txn.insert(&db, "acc", vec![json!({"_id": "t", "email": "x@y"})]).unwrap();
+    txn.insert(&db, "acc", vec![json!({"_id": "t", "email": "x@y"})])
+        .unwrap();
     txn.commit(&db).unwrap().wait_blocking().unwrap();
     assert_eq!(count(&db, "acc", json!({"email": "x@y"})), 1);
     assert_eq!(count(&db, "acc", json!({"email": "other@y"})), 1);
@@ -339,14 +363,18 @@ fn commits_keep_index_entries_and_multikey_flags() {
     db.create_index(ENV, "acc", &spec, false).unwrap();
     put(&db, "acc", json!({"_id": "a", "tags": "x"}));
     let mut txn = db.begin(ENV).unwrap();
-    txn.insert(&db, "acc", vec![json!({"_id": "b", "tags": ["x", "y"]})]).unwrap();
+    txn.insert(&db, "acc", vec![json!({"_id": "b", "tags": ["x", "y"]})])
+        .unwrap();
     txn.remove(&db, "acc", &filter(&db, id("a"))).unwrap();
     txn.commit(&db).unwrap().wait_blocking().unwrap();
     // exact indexed counts read only entries: they are right only if the entries are
     assert_eq!(count(&db, "acc", json!({"tags": "x"})), 1);
     assert_eq!(count(&db, "acc", json!({"tags": "y"})), 1);
     let ix = db.list_indexes(ENV, "acc").unwrap();
-    assert_eq!((ix[0]["multikey"].clone(), ix[0]["entries"].clone()), (json!(true), json!(2)));
+    assert_eq!(
+        (ix[0]["multikey"].clone(), ix[0]["entries"].clone()),
+        (json!(true), json!(2))
+    );
 }
 
 #[test]
@@ -433,7 +461,9 @@ fn parallel_transfers_conserve_the_total() {
         .collect();
     let done: i64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert!(done > 150, "{done} transfers");
-    let total: i64 = (0..ACCOUNTS).map(|i| balance(stored(&db, "acc", &format!("a{i}")))).sum();
+    let total: i64 = (0..ACCOUNTS)
+        .map(|i| balance(stored(&db, "acc", &format!("a{i}"))))
+        .sum();
     assert_eq!(total, 100 * ACCOUNTS as i64);
 }
 
@@ -454,7 +484,11 @@ fn an_expired_transaction_changes_nothing_and_says_so() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(150));
     let r = txns.commit(&db, &t, "admin", ENV);
-    assert!(matches!(&r, Err(DbError::TransactionExpired(m)) if m.contains("expired")), "{:?}", r.err());
+    assert!(
+        matches!(&r, Err(DbError::TransactionExpired(m)) if m.contains("expired")),
+        "{:?}",
+        r.err()
+    );
     assert_eq!(stored(&db, "acc", "x"), None);
     // later uses keep saying why
     let r = txns.with(&t, "admin", ENV, |txn| txn.get(&db, "acc", &filter(&db, id("x"))));
@@ -490,14 +524,25 @@ fn rollback_discards_and_the_id_is_over() {
     assert_eq!(stored(&db, "acc", "x"), None);
     assert_eq!(txns.budget.used.load(Ordering::Acquire), 0);
     let r = txns.commit(&db, &t, "user:u1", ENV);
-    assert!(matches!(&r, Err(DbError::TransactionNotExist(m)) if m.contains("rolled back")), "{:?}", r.err());
-    assert!(matches!(txns.rollback(&t, "user:u1", ENV), Err(DbError::TransactionNotExist(_))));
+    assert!(
+        matches!(&r, Err(DbError::TransactionNotExist(m)) if m.contains("rolled back")),
+        "{:?}",
+        r.err()
+    );
+    assert!(matches!(
+        txns.rollback(&t, "user:u1", ENV),
+        Err(DbError::TransactionNotExist(_))
+    ));
 
     // committed ids are over too
     let t = txns.begin(&db, ENV, "user:u1", Some(2)).unwrap();
     txns.commit(&db, &t, "user:u1", ENV).unwrap().wait_blocking().unwrap();
     let r = txns.with(&t, "user:u1", ENV, |txn| txn.get(&db, "acc", &filter(&db, id("x"))));
-    assert!(matches!(&r, Err(DbError::TransactionNotExist(m)) if m.contains("committed")), "{:?}", r.err());
+    assert!(
+        matches!(&r, Err(DbError::TransactionNotExist(m)) if m.contains("committed")),
+        "{:?}",
+        r.err()
+    );
 }
 
 #[test]
@@ -549,7 +594,10 @@ fn open_transactions_operations_and_bytes_are_bounded() {
     assert!(op(&|txn| txn.insert(&db, "acc", vec![id("a")]).map(drop)).is_err());
     op(&|txn| txn.get(&db, "acc", &filter(&db, id("a"))).map(drop)).unwrap();
     let r = op(&|txn| txn.get(&db, "acc", &filter(&db, id("a"))).map(drop));
-    assert!(matches!(&r, Err(DbError::TransactionTooLarge(m)) if m.contains("4 operations")), "{r:?}");
+    assert!(
+        matches!(&r, Err(DbError::TransactionTooLarge(m)) if m.contains("4 operations")),
+        "{r:?}"
+    );
     // a refused operation leaves the transaction usable: its writes still commit
     txns.commit(&db, &admin, "admin", ENV).unwrap().wait_blocking().unwrap();
     assert!(stored(&db, "acc", "a").is_some() && stored(&db, "acc", "b").is_some());
@@ -557,7 +605,8 @@ fn open_transactions_operations_and_bytes_are_bounded() {
     // bytes: one transaction buffers at most MAX_TXN_BYTES
     let mut txn = db.begin(ENV).unwrap();
     txn.max_bytes = 3000;
-    txn.insert(&db, "log", vec![json!({"_id": "p1", "pad": "x".repeat(2000)})]).unwrap();
+    txn.insert(&db, "log", vec![json!({"_id": "p1", "pad": "x".repeat(2000)})])
+        .unwrap();
     let r = txn.insert(&db, "log", vec![json!({"_id": "p2", "pad": "x".repeat(2000)})]);
     assert!(matches!(r, Err(DbError::TransactionTooLarge(_))), "{r:?}");
     // replacing a buffered document counts its new size, not both
@@ -599,6 +648,10 @@ fn a_conflict_ends_a_registered_transaction() {
     let r = txns.with(&t, "admin", ENV, |txn| txn.get(&db, "acc", &filter(&db, id("a"))));
     assert!(is_conflict(&r));
     let r = txns.commit(&db, &t, "admin", ENV);
-    assert!(matches!(&r, Err(DbError::TransactionNotExist(m)) if m.contains("aborted")), "{:?}", r.err());
+    assert!(
+        matches!(&r, Err(DbError::TransactionNotExist(m)) if m.contains("aborted")),
+        "{:?}",
+        r.err()
+    );
     assert_eq!(txns.open_count(), 0);
 }
