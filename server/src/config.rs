@@ -20,6 +20,9 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 2 * 3600;
 pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
 pub const DEFAULT_ADMIN_TOKEN_TTL: u64 = 24 * 3600;
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+pub const DEFAULT_TRANSACTION_TTL: u64 = 10;
+pub const DEFAULT_TRANSACTION_MAX_OPEN: usize = 1000;
+pub const DEFAULT_TRANSACTION_MAX_OPS: usize = 100;
 
 /// Lightbase: a self-hosted CloudBase (云开发) backend in one binary.
 #[derive(Debug, Parser)]
@@ -99,6 +102,15 @@ pub struct ServeArgs {
     /// Most documents one list request returns to a mini-program (WeChat) user, as wx.cloud [default: 20]
     #[arg(long, env = "LIGHTBASE_WX_MAX_LIMIT", value_name = "N")]
     pub wx_max_limit: Option<usize>,
+    /// Seconds a client transaction may stay open before it is discarded (1-3600) [default: 10]
+    #[arg(long, env = "LIGHTBASE_TRANSACTION_TTL", value_name = "SECONDS")]
+    pub transaction_ttl: Option<u64>,
+    /// Most client transactions open at once on the server (1-100000) [default: 1000]
+    #[arg(long, env = "LIGHTBASE_TRANSACTION_MAX_OPEN", value_name = "N")]
+    pub transaction_max_open: Option<usize>,
+    /// Most operations (reads and writes) in one client transaction (1-10000) [default: 100]
+    #[arg(long, env = "LIGHTBASE_TRANSACTION_MAX_OPS", value_name = "N")]
+    pub transaction_max_ops: Option<usize>,
     #[command(flatten)]
     pub limits: Box<RateLimitArgs>,
 }
@@ -241,6 +253,9 @@ struct FileConfig {
     admin_key: Option<String>,
     client_max_limit: Option<usize>,
     wx_max_limit: Option<usize>,
+    transaction_ttl: Option<u64>,
+    transaction_max_open: Option<usize>,
+    transaction_max_ops: Option<usize>,
     rate_limit_auth: Option<Rate>,
     rate_limit_signin: Option<Rate>,
     rate_limit_db: Option<Rate>,
@@ -266,6 +281,10 @@ pub struct Config {
     pub admin_key: Option<String>,
     pub client_max_limit: usize,
     pub wx_max_limit: usize,
+    /// Seconds.
+    pub transaction_ttl: u64,
+    pub transaction_max_open: usize,
+    pub transaction_max_ops: usize,
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
 }
@@ -286,6 +305,9 @@ impl Config {
             admin_key: None,
             client_max_limit: 100,
             wx_max_limit: 20,
+            transaction_ttl: DEFAULT_TRANSACTION_TTL,
+            transaction_max_open: DEFAULT_TRANSACTION_MAX_OPEN,
+            transaction_max_ops: DEFAULT_TRANSACTION_MAX_OPS,
             rate_limits: RateLimits::default(),
             trusted_proxies: TrustedProxies::default(),
         }
@@ -334,6 +356,18 @@ impl Config {
             admin_key: serve.admin_key.clone().or(file.admin_key),
             client_max_limit: serve.client_max_limit.or(file.client_max_limit).unwrap_or(100),
             wx_max_limit: serve.wx_max_limit.or(file.wx_max_limit).unwrap_or(20),
+            transaction_ttl: serve
+                .transaction_ttl
+                .or(file.transaction_ttl)
+                .unwrap_or(DEFAULT_TRANSACTION_TTL),
+            transaction_max_open: serve
+                .transaction_max_open
+                .or(file.transaction_max_open)
+                .unwrap_or(DEFAULT_TRANSACTION_MAX_OPEN),
+            transaction_max_ops: serve
+                .transaction_max_ops
+                .or(file.transaction_max_ops)
+                .unwrap_or(DEFAULT_TRANSACTION_MAX_OPS),
             rate_limits: {
                 let d = RateLimits::default();
                 let l = &serve.limits;
@@ -374,6 +408,15 @@ impl Config {
         }
         if !(1..=1000).contains(&config.client_max_limit) || !(1..=1000).contains(&config.wx_max_limit) {
             return Err("client_max_limit and wx_max_limit must be between 1 and 1000".into());
+        }
+        if !(1..=3600).contains(&config.transaction_ttl) {
+            return Err("transaction_ttl must be between 1 and 3600 seconds".into());
+        }
+        if !(1..=100_000).contains(&config.transaction_max_open) || !(1..=10_000).contains(&config.transaction_max_ops)
+        {
+            return Err(
+                "transaction_max_open must be between 1 and 100000, transaction_max_ops between 1 and 10000".into(),
+            );
         }
         if !(config.wechat_api_base.starts_with("http://") || config.wechat_api_base.starts_with("https://")) {
             return Err("wechat_api_base must be an http:// or https:// URL".into());
@@ -485,6 +528,37 @@ mod tests {
             (7200, DEFAULT_WECHAT_API_BASE)
         );
         for bad in ["access_token_ttl = 0\n", "wechat_api_base = \"ftp://x\"\n"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(Config::resolve(&global, &ServeArgs::default()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn transaction_limits_resolve_like_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lightbase.toml");
+        std::fs::write(&path, "transaction_ttl = 30\ntransaction_max_ops = 7\n").unwrap();
+        let global = GlobalArgs {
+            dir: None,
+            config: Some(path.clone()),
+        };
+        let serve = ServeArgs {
+            transaction_max_ops: Some(9),
+            ..Default::default()
+        };
+        let c = Config::resolve(&global, &serve).unwrap();
+        assert_eq!(
+            (c.transaction_ttl, c.transaction_max_ops, c.transaction_max_open),
+            (30, 9, DEFAULT_TRANSACTION_MAX_OPEN)
+        );
+        let d = Config::with_dir("/tmp/z");
+        assert_eq!((d.transaction_ttl, d.transaction_max_ops), (10, 100));
+        for bad in [
+            "transaction_ttl = 0\n",
+            "transaction_ttl = 3601\n",
+            "transaction_max_open = 0\n",
+            "transaction_max_ops = 10001\n",
+        ] {
             std::fs::write(&path, bad).unwrap();
             assert!(Config::resolve(&global, &ServeArgs::default()).is_err(), "{bad}");
         }

@@ -94,7 +94,7 @@ codes! {
     InvalidEnv = ("INVALID_ENV", InvalidRequest, 400, -501005);
     /// The CLOUD_API `action` is not one this server handles.
     InvalidAction = ("INVALID_ACTION", InvalidRequest, 400, -501007);
-    /// A CloudBase feature this server does not offer yet (aggregation, transactions, geo queries).
+    /// A CloudBase feature this server does not offer yet (aggregation, geo queries).
     NotSupported = ("NOT_SUPPORTED", InvalidRequest, 400, -501007);
     /// The request needs a valid access token (missing, malformed, wrongly signed, revoked, or of another env).
     Unauthenticated = ("UNAUTHENTICATED", Unauthenticated, 401, -501007);
@@ -118,6 +118,10 @@ codes! {
     CollectionNotExist = ("DATABASE_COLLECTION_NOT_EXIST", NotFound, 404, -502005);
     /// No document matched where exactly one was required.
     DocumentNotExist = ("DATABASE_DOCUMENT_NOT_EXIST", NotFound, 404, -502001);
+    /// No open transaction with this id for this caller in this env: never started, already committed or rolled back, aborted by a conflict, or someone else's (the message says which of the caller's own it was).
+    TransactionNotExist = ("DATABASE_TRANSACTION_NOT_EXIST", NotFound, 404, -502001);
+    /// The transaction stayed open longer than its lifetime (default 10 s) and was discarded: nothing it did was written.
+    TransactionExpired = ("DATABASE_TRANSACTION_EXPIRED", NotFound, 404, -502001);
     /// The collection has no index with this name.
     IndexNotExist = ("DATABASE_INDEX_NOT_EXIST", NotFound, 404, -502001);
     /// No route or resource at this address.
@@ -136,14 +140,20 @@ codes! {
     DuplicateId = ("DATABASE_DUPLICATE_KEY", Conflict, 409, -502001);
     /// An index with this name, or on the same fields, already exists.
     IndexExists = ("DATABASE_INDEX_ALREADY_EXIST", Conflict, 409, -502001);
+    /// A document the transaction read or wrote was changed by another write since it read it. The transaction is over and nothing was written: run it again (`runTransaction` does).
+    TransactionConflict = ("DATABASE_TRANSACTION_CONFLICT", Conflict, 409, -502001);
     /// The request body is larger than the configured maximum.
     BodyTooLarge = ("REQUEST_BODY_TOO_LARGE", TooLarge, 413, -501007);
     /// A document is larger than the configured maximum document size.
     DocumentTooLarge = ("DATABASE_DOCUMENT_TOO_LARGE", TooLarge, 413, -501007);
+    /// The transaction has more operations, or buffers more bytes of documents, than allowed.
+    TransactionTooLarge = ("DATABASE_TRANSACTION_TOO_LARGE", TooLarge, 413, -501007);
     /// The reply would exceed 1 MB: narrow the query, lower `limit` or project fewer fields.
     ResultTooLarge = ("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED", TooLarge, 413, -602001);
     /// Too many requests from this address or user: wait the `Retry-After` seconds (CLOUD_API answers HTTP 200).
     RateLimited = ("EXCEED_REQUEST_LIMIT", RateLimited, 429, -501003);
+    /// Too many transactions are open (on the server, or for this user), or together they buffer too much: commit or roll back some, or retry after `Retry-After`.
+    TransactionLimit = ("DATABASE_TRANSACTION_LIMIT_EXCEEDED", RateLimited, 429, -501003);
     /// The server is shutting down or its data directory is in use.
     Unavailable = ("SERVICE_UNAVAILABLE", Unavailable, 503, -501001);
     /// Something failed inside the server; the cause is in the server log under the request id.

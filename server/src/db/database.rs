@@ -259,6 +259,25 @@ impl Database {
         Ok(self.kv.commit())
     }
 
+    /// Applies `ops` and new metadata of several collections of `env` as one batch (a transaction's
+    /// commit; the caller holds the write locks of those collections).
+    pub(super) fn apply_with_metas(
+        &self,
+        env: &str,
+        metas: &[(String, serde_json::Map<String, Value>)],
+        mut ops: Vec<Op>,
+    ) -> Result<Commit, DbError> {
+        for (coll, meta) in metas {
+            let bytes = serde_json::to_vec(meta).map_err(|e| DbError::Storage(e.to_string()))?;
+            ops.push(Op::Put(coll_key(env, coll), bytes));
+        }
+        self.kv.apply(ops)?;
+        if !metas.is_empty() {
+            self.meta_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(self.kv.commit())
+    }
+
     /// The names of the collections of `env`.
     pub fn collections_names(&self, env: &str) -> Result<Vec<String>, DbError> {
         let prefix = format!("c/{env}/");

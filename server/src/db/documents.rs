@@ -485,7 +485,7 @@ impl Database {
     }
 
     /// Normalizes and checks a new document, fills in `_id` (first key), and encodes it.
-    fn prepare_new(&self, doc: Value) -> Result<New, DbError> {
+    pub(super) fn prepare_new(&self, doc: Value) -> Result<New, DbError> {
         let Value::Object(fields) = self.normalize(doc)? else {
             return Err(DbError::InvalidParam("a document must be a JSON object".into()));
         };
@@ -506,7 +506,7 @@ impl Database {
     }
 
     /// Checks field names, depth and size of a document about to be stored; returns its bytes.
-    fn encode_checked(&self, doc: &Value) -> Result<Vec<u8>, DbError> {
+    pub(super) fn encode_checked(&self, doc: &Value) -> Result<Vec<u8>, DbError> {
         value::validate_document(doc, self.limits.max_depth)?;
         let bytes = serde_json::to_vec(doc).map_err(|e| DbError::Storage(e.to_string()))?;
         if bytes.len() > self.limits.max_document_bytes {
@@ -520,10 +520,10 @@ impl Database {
 }
 
 /// A new document ready to store: its `_id`, its value (what a schema checks) and its bytes.
-struct New {
-    id: String,
-    doc: Value,
-    bytes: Vec<u8>,
+pub(super) struct New {
+    pub(super) id: String,
+    pub(super) doc: Value,
+    pub(super) bytes: Vec<u8>,
 }
 
 /// Checks new documents against a schema; a batch names the failing document by position.

@@ -36,6 +36,16 @@ pub enum DbError {
     DocumentTooLarge { size: usize, max: usize },
     #[error("the result is larger than {0} bytes; narrow the query, lower limit or project fewer fields")]
     ResultTooLarge(usize),
+    #[error("{0}")]
+    TransactionConflict(String),
+    #[error("{0}")]
+    TransactionNotExist(String),
+    #[error("{0}")]
+    TransactionExpired(String),
+    #[error("{0}")]
+    TransactionTooLarge(String),
+    #[error("{0}")]
+    TransactionLimit(String),
     #[error("the database is closed")]
     Closed,
     #[error("{0}")]
@@ -66,6 +76,11 @@ impl DbError {
             DbError::ResultTooLarge(_) => Code::ResultTooLarge,
             DbError::InvalidSchema(_) => Code::InvalidSchema,
             DbError::SchemaViolation(_) => Code::SchemaViolation,
+            DbError::TransactionConflict(_) => Code::TransactionConflict,
+            DbError::TransactionNotExist(_) => Code::TransactionNotExist,
+            DbError::TransactionExpired(_) => Code::TransactionExpired,
+            DbError::TransactionTooLarge(_) => Code::TransactionTooLarge,
+            DbError::TransactionLimit(_) => Code::TransactionLimit,
             DbError::Closed => Code::Unavailable,
             DbError::Storage(_) => Code::Internal,
         }
@@ -83,6 +98,10 @@ impl From<DbError> for ApiError {
             }
             other => other.to_string(),
         };
-        ApiError::new(code, message)
+        let err = ApiError::new(code, message);
+        match e {
+            DbError::TransactionLimit(_) => err.with_retry_after(1),
+            _ => err,
+        }
     }
 }

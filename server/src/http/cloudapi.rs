@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, Target, UpdateRequest};
+use super::transactions as tx;
 use super::{caller_of, method_not_allowed, opt_bool, read_json, req_str, require_object, RequestId, State};
 use crate::db::DEFAULT_ENV;
 use crate::error::{ApiError, Code};
@@ -72,6 +73,10 @@ async fn dispatch(
         env: env.clone(),
         coll,
     };
+    let txid = tx::id_of(body.get("transactionId"))?;
+    if action.starts_with("database.") && action.ends_with("Transaction") {
+        return transaction_action(&action, body, state, rid, &caller, &env).await;
+    }
     match action.as_str() {
         "database.addCollection" => {
             let name = req_str(&body, "collectionName")?;
@@ -88,6 +93,18 @@ async fn dispatch(
                 limit: take("limit"),
                 projection: take("projection"),
             };
+            if let Some(txid) = txid {
+                let read = tx::get(state, target(coll), txid, find).await?;
+                let list: Vec<Box<RawValue>> = read.doc.iter().map(raw).collect::<Result<_, _>>()?;
+                return Ok(ok(
+                    rid,
+                    ListData {
+                        list,
+                        offset: read.offset,
+                        limit: read.limit,
+                    },
+                ));
+            }
             let page = db_calls::query(state, target(coll), find).await?;
             Ok(ok(
                 rid,
@@ -100,6 +117,9 @@ async fn dispatch(
         }
         "database.countDocument" => {
             let coll = collection(&body)?;
+            if txid.is_some() {
+                return Err(tx::refuse("count"));
+            }
             let query = query_of(body.get_mut("query").map(Value::take))?;
             let total = db_calls::count(state, target(coll), query).await?;
             Ok(ok(rid, json!({ "total": total })))
@@ -111,7 +131,10 @@ async fn dispatch(
             if let (Some(id), false, Some(Value::Object(doc))) = (body.get("_id"), batch, docs.first_mut()) {
                 doc.entry("_id").or_insert_with(|| id.clone());
             }
-            let ids = db_calls::add(state, &target(coll), docs).await?;
+            let ids = match txid {
+                Some(txid) => tx::add(state, target(coll), txid, docs).await?,
+                None => db_calls::add(state, &target(coll), docs).await?,
+            };
             match (batch, ids.first()) {
                 (false, Some(id)) => Ok(ok(rid, json!({ "_id": id }))),
                 _ => Ok(ok(rid, json!({ "insertedIds": ids }))),
@@ -127,7 +150,10 @@ async fn dispatch(
                 multi: opt_bool(&body, "multi")?.unwrap_or(false),
                 upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
             };
-            let r = db_calls::update(state, target(coll), request).await?;
+            let r = match txid {
+                Some(txid) => tx::update(state, target(coll), txid, request).await?,
+                None => db_calls::update(state, target(coll), request).await?,
+            };
             let upserted = r.upserted_id.unwrap_or_default();
             // both names, as on GATEWAY: `doc().set()` reads `upserted_id`, `where().update()` `upsert_id`
             Ok(ok(
@@ -139,7 +165,10 @@ async fn dispatch(
             let coll = collection(&body)?;
             let multi = opt_bool(&body, "multi")?.unwrap_or(false);
             let query = query_of(body.get_mut("query").map(Value::take))?;
-            let deleted = db_calls::remove(state, target(coll), query, multi).await?;
+            let deleted = match txid {
+                Some(txid) => tx::remove(state, target(coll), txid, query, multi).await?,
+                None => db_calls::remove(state, target(coll), query, multi).await?,
+            };
             Ok(ok(rid, json!({ "deleted": deleted })))
         }
         other => Err(ApiError::new(
@@ -150,6 +179,135 @@ async fn dispatch(
             ),
         )),
     }
+}
+
+/// The transaction actions of `@cloudbase/database` (server SDK dialect). Their replies carry the
+/// fields at the top level beside `requestId` (no `data` envelope), and documents and counts as
+/// EJSON text, as the SDK's `Transaction` reads them.
+async fn transaction_action(
+    action: &str,
+    mut body: Value,
+    state: &State,
+    rid: &RequestId,
+    caller: &crate::auth::Caller,
+    env: &str,
+) -> Result<HttpResponse, ApiError> {
+    let top = |mut fields: Value| {
+        fields["requestId"] = json!(rid.0);
+        HttpResponse::Ok().json(fields)
+    };
+    let txid = || {
+        tx::id_of(body.get("transactionId"))?
+            .ok_or_else(|| ApiError::new(Code::InvalidParam, "`transactionId` is required and must be a string"))
+    };
+    match action {
+        "database.startTransaction" => Ok(top(json!({ "transactionId": tx::start(state, caller, env)? }))),
+        "database.commitTransaction" => {
+            tx::commit(state, caller, env, &txid()?).await?;
+            Ok(top(json!({})))
+        }
+        "database.abortTransaction" => {
+            tx::rollback(state, caller, env, &txid()?)?;
+            Ok(top(json!({})))
+        }
+        "database.getInTransaction" | "database.updateDocInTransaction" | "database.deleteDocInTransaction" => {
+            let id = txid()?;
+            let coll = collection(&body)?;
+            let query = doc_query(&mut body)?;
+            let t = Target {
+                caller: caller.clone(),
+                env: env.to_string(),
+                coll,
+            };
+            match action {
+                "database.getInTransaction" => {
+                    let projection = body.get_mut("projection").map(Value::take).filter(|v| !v.is_null());
+                    let find = FindRequest {
+                        query,
+                        projection,
+                        ..FindRequest::default()
+                    };
+                    let doc = tx::get(state, t, id, find).await?.doc.unwrap_or(Value::Null);
+                    Ok(top(json!({ "data": doc.to_string() })))
+                }
+                "database.updateDocInTransaction" => {
+                    let data = update_data_of(ejson_field(&mut body, "data")?)?;
+                    let merge = data.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
+                    let request = UpdateRequest {
+                        query,
+                        data,
+                        merge,
+                        multi: false,
+                        upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
+                    };
+                    let r = tx::update(state, t, id, request).await?;
+                    let mut reply = json!({ "updated": r.updated, "matched": r.matched });
+                    if let Some(up) = r.upserted_id {
+                        reply["upserted"] = json!(json!([{ "index": 0, "_id": up }]).to_string());
+                    }
+                    Ok(top(reply))
+                }
+                _ => {
+                    let deleted = tx::remove(state, t, id, query, false).await?;
+                    Ok(top(json!({ "deleted": deleted })))
+                }
+            }
+        }
+        "database.insertDocInTransaction" => {
+            let id = txid()?;
+            let coll = collection(&body)?;
+            let Some(Value::Object(mut doc)) = ejson_field(&mut body, "data")? else {
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "`data` must be one document (an object)",
+                ));
+            };
+            if let Some(given) = body.get("_id").filter(|v| !v.is_null()) {
+                doc.entry("_id").or_insert_with(|| given.clone());
+            }
+            let t = Target {
+                caller: caller.clone(),
+                env: env.to_string(),
+                coll,
+            };
+            let ids = tx::add(state, t, id, vec![Value::Object(doc)]).await?;
+            Ok(top(json!({ "inserted": 1, "ok": 1, "_id": ids.first() })))
+        }
+        other => Err(ApiError::new(
+            Code::InvalidAction,
+            format!(
+                "action `{}` is not supported",
+                other.chars().take(64).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// A field the server SDK sends as EJSON text (`EJSON.stringify`) or as JSON.
+fn ejson_field(body: &mut Value, key: &str) -> Result<Option<Value>, ApiError> {
+    match body.get_mut(key).map(Value::take) {
+        Some(Value::String(text)) => super::parse_json(text.as_bytes(), &format!("`{key}`")).map(Some),
+        other => Ok(other.filter(|v| !v.is_null())),
+    }
+}
+
+/// The document a transaction action names: `query` (`{_id: {$eq: id}}`, as JSON or EJSON
+/// text) or the older SDKs' top-level `_id`.
+fn doc_query(body: &mut Value) -> Result<Option<Value>, ApiError> {
+    match ejson_field(body, "query")? {
+        Some(q) => query_of(Some(q)),
+        None => match body.get("_id") {
+            Some(id @ Value::String(_)) => Ok(Some(json!({ "_id": id }))),
+            _ => Err(ApiError::new(
+                Code::InvalidParam,
+                "`query` (pinning `_id`) or `_id` is required",
+            )),
+        },
+    }
+}
+
+fn raw(doc: &Value) -> Result<Box<RawValue>, ApiError> {
+    RawValue::from_string(doc.to_string()).map_err(|e| ApiError::new(Code::Internal, e.to_string()))
 }
 
 fn collection(body: &Value) -> Result<String, ApiError> {

@@ -29,7 +29,7 @@ pub struct Target {
     pub coll: String,
 }
 
-fn gate(state: &State, t: &Target) -> Result<Gate, ApiError> {
+pub(super) fn gate(state: &State, t: &Target) -> Result<Gate, ApiError> {
     Gate::open(
         &state.db,
         &state.rules,

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::auth_api;
 use super::db_calls::{self, documents_of, query_of, update_data_of, FindRequest, Target, UpdateRequest};
+use super::transactions as tx;
 use super::{
     caller_of, gateway_error, method_not_allowed, opt_bool, parse_json, read_json, require_object, with_request_id,
     RequestId, State,
@@ -48,17 +49,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(add_collection))
                     .default_service(web::to(method_not_allowed)),
             )
+            .configure(tx::gateway_routes)
             .service(documents),
     );
 }
 
 /// `{instance}/{database}` are always `(default)`: one database per env.
 #[derive(serde::Deserialize)]
-struct DbPath {
+pub(super) struct DbPath {
     instance: String,
     database: String,
     coll: Option<String>,
     id: Option<String>,
+    /// A transaction id (`P/transactions/{txid}/…`).
+    pub(super) txid: Option<String>,
 }
 
 /// What a handler produces: a JSON object (gets `requestId`) or a finished response.
@@ -79,7 +83,7 @@ fn respond(rid: &RequestId, r: Result<Reply, ApiError>) -> HttpResponse {
 /// The env of a request: `?env=` when given; else the env of the end user's access token (the
 /// SDK never sends its env on GATEWAY: on CloudBase it is part of the host name, so this is how
 /// `init({env: 'staging'})` reaches `staging` once signed in); else `default`.
-fn env_of(req: &HttpRequest, path: &DbPath, state: &State) -> Result<String, ApiError> {
+pub(super) fn env_of(req: &HttpRequest, path: &DbPath, state: &State) -> Result<String, ApiError> {
     for part in [&path.instance, &path.database] {
         if part != "(default)" {
             return Err(ApiError::new(
@@ -138,6 +142,7 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
     let t = target_of(req, path, state)?;
     let mut find = FindRequest::default();
     let mut count = false;
+    let mut txid = None;
     for (k, v) in query_pairs(req)? {
         let slot = match k.as_str() {
             "query" => &mut find.query,
@@ -149,8 +154,9 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
                 count = v == "true";
                 continue;
             }
-            "transactionId" if !v.is_empty() => {
-                return Err(ApiError::new(Code::NotSupported, "transactions are not supported yet"))
+            "transactionId" => {
+                txid = tx::id_of_param(&v);
+                continue;
             }
             _ => continue,
         };
@@ -159,6 +165,17 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
         }
     }
     let query = query_of(find.query.take())?;
+    if let Some(txid) = txid {
+        if count {
+            return Err(tx::refuse("count"));
+        }
+        find.query = query;
+        let read = tx::get(state, t, txid, find).await?;
+        let list: Vec<Value> = read.doc.into_iter().collect();
+        return Ok(Reply::Json(
+            json!({ "list": list, "offset": read.offset, "limit": read.limit }),
+        ));
+    }
     if count {
         let total = db_calls::count(state, t, query).await?;
         return Ok(Reply::Json(json!({ "total": total })));
@@ -176,16 +193,28 @@ async fn list(req: &HttpRequest, path: &DbPath, state: &State, rid: &RequestId) 
 
 /// The document itself (CloudBase's reply shape: no envelope). `?projection=` is honoured.
 async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, rid: RequestId) -> HttpResponse {
-    let r = (|| {
+    let r = async {
         let t = target_of(&req, &path, &state)?;
         let id = path.id.clone().unwrap_or_default();
         let not_found = || ApiError::new(Code::DocumentNotExist, format!("document `{id}` does not exist"));
-        let projection = query_pairs(&req)?
-            .into_iter()
-            .find(|(k, v)| k == "projection" && !v.is_empty());
+        let pairs = query_pairs(&req)?;
+        let projection = pairs.iter().find(|(k, v)| k == "projection" && !v.is_empty());
         let projection = projection
             .map(|(_, p)| parse_json(p.as_bytes(), "query parameter `projection`"))
             .transpose()?;
+        let txid = match pairs.iter().find(|(k, _)| k == "transactionId") {
+            Some((_, v)) => tx::id_of_param(v),
+            None => None,
+        };
+        if let Some(txid) = txid {
+            let find = FindRequest {
+                query: Some(json!({ "_id": id })),
+                projection,
+                ..FindRequest::default()
+            };
+            let doc = tx::get(&state, t, txid, find).await?.doc.ok_or_else(not_found)?;
+            return Ok(Reply::Raw(HttpResponse::Ok().json(doc)));
+        }
         let json = |body: Vec<u8>| Reply::Raw(HttpResponse::Ok().content_type("application/json").body(body));
         // admins without a projection get the stored bytes as they are: the fastest read there is
         if let (Caller::Admin, None) = (&t.caller, &projection) {
@@ -193,8 +222,8 @@ async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, r
         }
         let doc = db_calls::get_one(&state, &t, &id, projection)?.ok_or_else(not_found)?;
         Ok(json(doc))
-    })();
-    respond(&rid, r)
+    };
+    respond(&rid, r.await)
 }
 
 /// Aggregation arrives with secondary indexes (issue 4); until then a clear answer, not a 405.
@@ -231,9 +260,12 @@ async fn add(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: &St
     let t = target_of(req, path, state)?;
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
-    reject_transaction(&body)?;
+    let txid = tx::id_of(body.get("transactionId"))?;
     let (docs, _) = documents_of(body.get_mut("data").map(Value::take))?;
-    let ids = db_calls::add(state, &t, docs).await?;
+    let ids = match txid {
+        Some(txid) => tx::add(state, t, txid, docs).await?,
+        None => db_calls::add(state, &t, docs).await?,
+    };
     Ok(Reply::Json(json!({ "insertedIds": ids })))
 }
 
@@ -253,7 +285,7 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
     let t = target_of(req, path, state)?;
     let mut body = read_json(req, payload, state.config.max_body_bytes).await?;
     require_object(&body)?;
-    reject_transaction(&body)?;
+    let txid = tx::id_of(body.get("transactionId"))?;
     let data = update_data_of(body.get_mut("data").map(Value::take))?;
     let has_operators = data.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with('$')));
     let merge = match (opt_bool(&body, "replaceMode")?, opt_bool(&body, "merge")?) {
@@ -268,7 +300,10 @@ async fn update(req: &HttpRequest, path: &DbPath, payload: web::Payload, state: 
         multi: opt_bool(&body, "multi")?.unwrap_or(false),
         upsert: opt_bool(&body, "upsert")?.unwrap_or(false),
     };
-    let r = db_calls::update(state, t, request).await?;
+    let r = match txid {
+        Some(txid) => tx::update(state, t, txid, request).await?,
+        None => db_calls::update(state, t, request).await?,
+    };
     let upserted = r.upserted_id.unwrap_or_default();
     // `upsert_id` is what `where().update()` reads, `upserted_id` what `doc().set()` reads
     // (js-sdk 3.x's bundled @cloudbase/database); both carry the upserted `_id`, else "".
@@ -291,10 +326,13 @@ async fn remove_documents(
         let t = target_of(&req, &path, &state)?;
         let mut body = read_json(&req, payload, state.config.max_body_bytes).await?;
         require_object(&body)?;
-        reject_transaction(&body)?;
+        let txid = tx::id_of(body.get("transactionId"))?;
         let multi = opt_bool(&body, "multi")?.unwrap_or(false);
         let query = query_of(body.get_mut("query").map(Value::take))?;
-        let deleted = db_calls::remove(&state, t, query, multi).await?;
+        let deleted = match txid {
+            Some(txid) => tx::remove(&state, t, txid, query, multi).await?,
+            None => db_calls::remove(&state, t, query, multi).await?,
+        };
         Ok(Reply::Json(json!({ "deleted": deleted })))
     };
     respond(&rid, r.await)
@@ -316,12 +354,4 @@ async fn add_collection(
         Ok(Reply::Json(json!({ "collectionName": name })))
     };
     respond(&rid, r.await)
-}
-
-fn reject_transaction(body: &Value) -> Result<(), ApiError> {
-    match body.get("transactionId") {
-        None | Some(Value::Null) => Ok(()),
-        Some(Value::String(s)) if s.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::new(Code::NotSupported, "transactions are not supported yet")),
-    }
 }

@@ -10,6 +10,7 @@ pub mod cloudapi;
 pub mod db_calls;
 pub mod gateway;
 pub mod ratelimit;
+pub mod transactions;
 
 use std::future::{ready, Ready};
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub settings: crate::settings::Settings,
     /// Compiled security rules per collection.
     pub rules: crate::access::RulesCache,
+    /// Open client transactions (ids, owners, deadlines, buffered writes).
+    pub txns: Arc<crate::db::Transactions>,
     /// Scans are CPU-bound: running more at once than there are cores only adds memory and latency.
     scan_permits: tokio::sync::Semaphore,
 }
@@ -62,7 +65,14 @@ impl AppState {
         limiter.start_sweeper(crate::ratelimit::SWEEP_EVERY);
         let settings = crate::settings::Settings::open(db.clone(), limiter.clone())
             .map_err(|e| format!("cannot load the env settings: {e}"))?;
+        let txns = crate::db::Transactions::new(crate::db::TxnLimits {
+            ttl: std::time::Duration::from_secs(config.transaction_ttl),
+            max_open: config.transaction_max_open,
+            max_ops: config.transaction_max_ops,
+        });
+        txns.start_sweeper(std::time::Duration::from_millis(500));
         Ok(AppState {
+            txns,
             auth: Arc::new(auth),
             limiter,
             settings,

@@ -74,7 +74,10 @@ fn status_of(code: &str) -> u16 {
         | "INVALID_ENV"
         | "INVALID_ACTION"
         | "NOT_SUPPORTED" => 400,
-        "DATABASE_COLLECTION_NOT_EXIST" | "DATABASE_DOCUMENT_NOT_EXIST" | "NOT_FOUND" => 404,
+        "DATABASE_COLLECTION_NOT_EXIST"
+        | "DATABASE_DOCUMENT_NOT_EXIST"
+        | "NOT_FOUND"
+        | "DATABASE_TRANSACTION_NOT_EXIST" => 404,
         "METHOD_NOT_ALLOWED" => 405,
         "DATABASE_COLLECTION_ALREADY_EXIST" | "ENV_ALREADY_EXIST" | "DATABASE_DUPLICATE_KEY" => 409,
         "REQUEST_BODY_TOO_LARGE" | "DATABASE_DOCUMENT_TOO_LARGE" | "DATABASE_RESULT_SIZE_LIMIT_EXCEEDED" => 413,
@@ -394,9 +397,11 @@ async fn wrong_types() {
         for (body, what) in update_like {
             cases.push(body_case(what, ep, body, p));
         }
-        // a well-formed request for a feature that is not there yet
+        // a well-formed request in a transaction that was never started
         let tx = r#"{"query":{"_id":"t1"},"data":{"$set":{"n":9}},"transactionId":"tx-1"}"#;
-        cases.push(body_case("transactionId", ep, tx, "NOT_SUPPORTED"));
+        cases.push(body_case("transactionId", ep, tx, "DATABASE_TRANSACTION_NOT_EXIST"));
+        let tx = r#"{"query":{"_id":"t1"},"data":{"$set":{"n":9}},"transactionId":7}"#;
+        cases.push(body_case("transactionId 7", ep, tx, p));
     }
     for (body, what) in [
         (r#"{"data":5}"#, "data 5"),
@@ -414,7 +419,12 @@ async fn wrong_types() {
         cases.push(body_case(what, Ep::Add, body, p));
     }
     let tx = r#"{"data":[{"a":1}],"transactionId":"tx-1"}"#;
-    cases.push(body_case("transactionId", Ep::Add, tx, "NOT_SUPPORTED"));
+    cases.push(body_case(
+        "transactionId",
+        Ep::Add,
+        tx,
+        "DATABASE_TRANSACTION_NOT_EXIST",
+    ));
     for (body, what) in [
         (r#"{"query":[1],"multi":true}"#, "query [1]"),
         (r#"{"query":"x","multi":true}"#, "query \"x\""),

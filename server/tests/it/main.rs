@@ -16,3 +16,4 @@ mod lifecycle;
 mod permissions;
 mod ratelimit;
 mod schema;
+mod transactions;
