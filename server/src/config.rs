@@ -20,6 +20,9 @@ pub const DEFAULT_ACCESS_TOKEN_TTL: u64 = 2 * 3600;
 pub const DEFAULT_REFRESH_TOKEN_TTL: u64 = 30 * 24 * 3600;
 pub const DEFAULT_ADMIN_TOKEN_TTL: u64 = 24 * 3600;
 pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+pub const DEFAULT_AGGREGATE_MEMORY_LIMIT: usize = 100 * 1024 * 1024;
+/// The smallest accepted `aggregate_memory_limit` (64 KiB).
+pub const MIN_AGGREGATE_MEMORY_LIMIT: usize = 64 * 1024;
 
 /// Lightbase: a self-hosted CloudBase (云开发) backend in one binary.
 #[derive(Debug, Parser)]
@@ -96,6 +99,10 @@ pub struct ServeArgs {
     /// Most documents one list request returns to a mini-program (WeChat) user, as wx.cloud [default: 20]
     #[arg(long, env = "LIGHTBASE_WX_MAX_LIMIT", value_name = "N")]
     pub wx_max_limit: Option<usize>,
+    /// Bytes one aggregation may hold in memory ($group, $sort, $bucketAuto, $sample, $lookup),
+    /// estimated; more fails with DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED [default: 104857600]
+    #[arg(long, env = "LIGHTBASE_AGGREGATE_MEMORY_LIMIT", value_name = "BYTES")]
+    pub aggregate_memory_limit: Option<usize>,
     #[command(flatten)]
     pub limits: Box<RateLimitArgs>,
 }
@@ -191,6 +198,7 @@ struct FileConfig {
     admin_key: Option<String>,
     client_max_limit: Option<usize>,
     wx_max_limit: Option<usize>,
+    aggregate_memory_limit: Option<usize>,
     rate_limit_auth: Option<Rate>,
     rate_limit_signin: Option<Rate>,
     rate_limit_db: Option<Rate>,
@@ -216,6 +224,8 @@ pub struct Config {
     pub admin_key: Option<String>,
     pub client_max_limit: usize,
     pub wx_max_limit: usize,
+    /// Bytes.
+    pub aggregate_memory_limit: usize,
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
 }
@@ -236,6 +246,7 @@ impl Config {
             admin_key: None,
             client_max_limit: 100,
             wx_max_limit: 20,
+            aggregate_memory_limit: DEFAULT_AGGREGATE_MEMORY_LIMIT,
             rate_limits: RateLimits::default(),
             trusted_proxies: TrustedProxies::default(),
         }
@@ -284,6 +295,10 @@ impl Config {
             admin_key: serve.admin_key.clone().or(file.admin_key),
             client_max_limit: serve.client_max_limit.or(file.client_max_limit).unwrap_or(100),
             wx_max_limit: serve.wx_max_limit.or(file.wx_max_limit).unwrap_or(20),
+            aggregate_memory_limit: serve
+                .aggregate_memory_limit
+                .or(file.aggregate_memory_limit)
+                .unwrap_or(DEFAULT_AGGREGATE_MEMORY_LIMIT),
             rate_limits: {
                 let d = RateLimits::default();
                 let l = &serve.limits;
@@ -324,6 +339,11 @@ impl Config {
         }
         if !(1..=1000).contains(&config.client_max_limit) || !(1..=1000).contains(&config.wx_max_limit) {
             return Err("client_max_limit and wx_max_limit must be between 1 and 1000".into());
+        }
+        if config.aggregate_memory_limit < MIN_AGGREGATE_MEMORY_LIMIT {
+            return Err(format!(
+                "aggregate_memory_limit must be at least {MIN_AGGREGATE_MEMORY_LIMIT} bytes"
+            ));
         }
         if !(config.wechat_api_base.starts_with("http://") || config.wechat_api_base.starts_with("https://")) {
             return Err("wechat_api_base must be an http:// or https:// URL".into());
@@ -438,6 +458,32 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             assert!(Config::resolve(&global, &ServeArgs::default()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_aggregate_memory_limit_resolves_like_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lightbase.toml");
+        std::fs::write(&path, "aggregate_memory_limit = 1048576\n").unwrap();
+        let global = GlobalArgs {
+            dir: None,
+            config: Some(path.clone()),
+        };
+        let c = Config::resolve(&global, &ServeArgs::default()).unwrap();
+        assert_eq!(c.aggregate_memory_limit, 1_048_576);
+        let serve = ServeArgs {
+            aggregate_memory_limit: Some(2_000_000),
+            ..Default::default()
+        };
+        assert_eq!(Config::resolve(&global, &serve).unwrap().aggregate_memory_limit, 2_000_000);
+        assert_eq!(
+            Config::with_dir("/tmp/z").aggregate_memory_limit,
+            DEFAULT_AGGREGATE_MEMORY_LIMIT
+        );
+        std::fs::write(&path, "aggregate_memory_limit = 100\n").unwrap();
+        assert!(Config::resolve(&global, &ServeArgs::default())
+            .unwrap_err()
+            .contains("aggregate_memory_limit"));
     }
 
     #[test]

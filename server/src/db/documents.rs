@@ -35,10 +35,10 @@ struct Stored {
 }
 
 /// A matching document during a scan, borrowed from the store until it is kept.
-struct Match<'a> {
+pub(super) struct Match<'a> {
     key: &'a [u8],
     bytes: &'a [u8],
-    doc: Value,
+    pub(super) doc: Value,
 }
 
 impl Match<'_> {
@@ -263,7 +263,7 @@ impl Database {
     /// Calls `visit` with every stored document the filter matches, in `_id` order (a point lookup
     /// when the filter pins `_id`), decoding only `fields` (the filter's own fields must be among
     /// them; `None` = everything), until `visit` breaks.
-    fn each_match(
+    pub(super) fn each_match(
         &self,
         env: &str,
         coll: &str,

@@ -30,6 +30,10 @@ pub enum DbError {
     DocumentTooLarge { size: usize, max: usize },
     #[error("the result is larger than {0} bytes; narrow the query, lower limit or project fewer fields")]
     ResultTooLarge(usize),
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("`{stage}` needs more memory than the aggregation limit of {limit} bytes; filter earlier with $match, group on fewer distinct keys, add a $limit after $sort, or raise --aggregate-memory-limit")]
+    AggregateMemory { stage: String, limit: usize },
     #[error("the database is closed")]
     Closed,
     #[error("storage error: {0}")]
@@ -52,6 +56,8 @@ impl DbError {
             DbError::DuplicateId(_) => Code::DuplicateId,
             DbError::DocumentTooLarge { .. } => Code::DocumentTooLarge,
             DbError::ResultTooLarge(_) => Code::ResultTooLarge,
+            DbError::NotSupported(_) => Code::NotSupported,
+            DbError::AggregateMemory { .. } => Code::AggregateMemoryLimit,
             DbError::Closed => Code::Unavailable,
             DbError::Storage(_) => Code::Internal,
         }

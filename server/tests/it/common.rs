@@ -58,6 +58,7 @@ impl TestApp {
         let limits = Limits {
             max_document_bytes: config.max_document_bytes,
             max_depth: config.max_depth,
+            aggregate_memory_limit: config.aggregate_memory_limit,
             ..Limits::default()
         };
         let db = Arc::new(Database::open(dir.path(), limits).expect("open db"));
