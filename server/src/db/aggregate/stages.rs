@@ -303,6 +303,15 @@ impl Projection {
                     None => Map::new(),
                 };
                 apply_computed(&mut out, &values);
+                // `_id` stays first, also when it is computed
+                if out.keys().next().is_some_and(|k| k != "_id") {
+                    if let Some(id) = out.shift_remove("_id") {
+                        let mut first = Map::with_capacity(out.len() + 1);
+                        first.insert("_id".into(), id);
+                        first.extend(out);
+                        out = first;
+                    }
+                }
                 Ok(Value::Object(out))
             }
             Mode::AddFields => {
