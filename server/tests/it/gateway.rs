@@ -1408,13 +1408,10 @@ async fn an_empty_update_is_refused_and_changes_nothing() {
 }
 
 #[actix_web::test]
-async fn aggregation_and_transactions_say_not_supported() {
+async fn transactions_say_not_supported() {
     let app = TestApp::new();
     let svc = app.service().await;
     create_coll(&svc, "default", "a").await;
-    let uri = format!("{}/aggregations", docs_uri("a"));
-    let (status, body) = send(&svc, post_json(&uri, &json!({"pipeline": [{"$match": {}}]}))).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("NOT_SUPPORTED")), "{body}");
     let uri = list_uri("a", &[("transactionId", "tx-1")]);
     let (status, body) = send(&svc, get(&uri)).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("NOT_SUPPORTED")), "{body}");
