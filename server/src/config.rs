@@ -475,7 +475,10 @@ mod tests {
             aggregate_memory_limit: Some(2_000_000),
             ..Default::default()
         };
-        assert_eq!(Config::resolve(&global, &serve).unwrap().aggregate_memory_limit, 2_000_000);
+        assert_eq!(
+            Config::resolve(&global, &serve).unwrap().aggregate_memory_limit,
+            2_000_000
+        );
         assert_eq!(
             Config::with_dir("/tmp/z").aggregate_memory_limit,
             DEFAULT_AGGREGATE_MEMORY_LIMIT

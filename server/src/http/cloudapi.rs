@@ -174,7 +174,11 @@ fn stages_of(v: Option<Value>) -> Result<Value, ApiError> {
         };
         let key = match m.get("stageKey") {
             Some(Value::String(k)) => k.clone(),
-            _ => return Err(bad(format!("`stages[{i}].stageKey` must be a stage name such as \"$match\""))),
+            _ => {
+                return Err(bad(format!(
+                    "`stages[{i}].stageKey` must be a stage name such as \"$match\""
+                )))
+            }
         };
         let value = match m.remove("stageValue") {
             Some(Value::String(text)) => super::parse_json(text.as_bytes(), &format!("`stages[{i}].stageValue`"))?,

@@ -69,7 +69,10 @@ fn web_docs(reply: &Value) -> Vec<Value> {
         .as_str()
         .unwrap_or_else(|| panic!("data.list must be a string: {reply}"));
     let items: Vec<String> = serde_json::from_str(text).expect("an array of strings");
-    items.iter().map(|s| serde_json::from_str(s).expect("each a JSON document")).collect()
+    items
+        .iter()
+        .map(|s| serde_json::from_str(s).expect("each a JSON document"))
+        .collect()
 }
 
 async fn web_list(app: &impl Svc, coll: &str, pipeline: Value) -> Vec<Value> {
@@ -179,8 +182,16 @@ async fn both_protocols_run_the_same_pipelines() {
         json!([]),
     ];
     for (p, want) in pipelines.iter().zip(want) {
-        assert_eq!(Value::Array(gw_list(&svc, "todos", p.clone()).await), want, "GATEWAY {p}");
-        assert_eq!(Value::Array(web_list(&svc, "todos", p.clone()).await), want, "CLOUD_API {p}");
+        assert_eq!(
+            Value::Array(gw_list(&svc, "todos", p.clone()).await),
+            want,
+            "GATEWAY {p}"
+        );
+        assert_eq!(
+            Value::Array(web_list(&svc, "todos", p.clone()).await),
+            want,
+            "CLOUD_API {p}"
+        );
     }
 }
 
@@ -190,36 +201,112 @@ async fn bad_pipelines_are_clear_4xx_on_both_protocols() {
     let svc = app.service().await;
     seed_todos(&svc).await;
     let cases = [
-        (json!([{"$frob": {}}]), 400, "DATABASE_INVALID_COMMAND", "unknown aggregation stage `$frob`"),
-        (json!([{"$project": {"x": {"$frob": 1}}}]), 400, "DATABASE_INVALID_COMMAND", "unknown expression operator `$frob`"),
-        (json!([{"$geoNear": {"near": [0, 0]}}]), 400, "NOT_SUPPORTED", "`$geoNear` is not supported"),
-        (json!([{"$group": {"_id": null, "m": {"$median": "$n"}}}]), 400, "NOT_SUPPORTED", "`$median`"),
-        (json!([{"$match": {}, "$limit": 1}]), 400, "DATABASE_INVALID_COMMAND", "exactly one field"),
-        (json!([{"$limit": -1}]), 400, "DATABASE_INVALID_COMMAND", "`$limit` needs an integer"),
-        (json!([{"$match": {"n": {"$bad": 1}}}]), 400, "DATABASE_INVALID_COMMAND", "unknown query operator `$bad`"),
-        (json!([{"$project": {"x": {"$divide": ["$n", 0]}}}]), 400, "DATABASE_INVALID_COMMAND", "divide by zero"),
-        (json!([{"$match": {"s": {"$regex": "("}}}]), 400, "DATABASE_INVALID_REGEX", ""),
-        (json!([{"$lookup": {"from": "nope", "localField": "a", "foreignField": "b", "as": "x"}}]), 404,
-            "DATABASE_COLLECTION_NOT_EXIST", "`nope`"),
-        (Value::Array((0..101).map(|_| json!({"$skip": 0})).collect()), 400, "INVALID_PARAM", "at most 100 stages"),
+        (
+            json!([{"$frob": {}}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "unknown aggregation stage `$frob`",
+        ),
+        (
+            json!([{"$project": {"x": {"$frob": 1}}}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "unknown expression operator `$frob`",
+        ),
+        (
+            json!([{"$geoNear": {"near": [0, 0]}}]),
+            400,
+            "NOT_SUPPORTED",
+            "`$geoNear` is not supported",
+        ),
+        (
+            json!([{"$group": {"_id": null, "m": {"$median": "$n"}}}]),
+            400,
+            "NOT_SUPPORTED",
+            "`$median`",
+        ),
+        (
+            json!([{"$match": {}, "$limit": 1}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "exactly one field",
+        ),
+        (
+            json!([{"$limit": -1}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "`$limit` needs an integer",
+        ),
+        (
+            json!([{"$match": {"n": {"$bad": 1}}}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "unknown query operator `$bad`",
+        ),
+        (
+            json!([{"$project": {"x": {"$divide": ["$n", 0]}}}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "divide by zero",
+        ),
+        (
+            json!([{"$match": {"s": {"$regex": "("}}}]),
+            400,
+            "DATABASE_INVALID_REGEX",
+            "",
+        ),
+        (
+            json!([{"$lookup": {"from": "nope", "localField": "a", "foreignField": "b", "as": "x"}}]),
+            404,
+            "DATABASE_COLLECTION_NOT_EXIST",
+            "`nope`",
+        ),
+        (
+            Value::Array((0..101).map(|_| json!({"$skip": 0})).collect()),
+            400,
+            "INVALID_PARAM",
+            "at most 100 stages",
+        ),
     ];
     for (pipeline, status, code, words) in cases {
         let (s, body) = gw(&svc, "todos", pipeline.clone()).await;
-        assert_eq!((s, body["code"].as_str()), (status, Some(code)), "GATEWAY {pipeline}: {body}");
-        assert!(body["message"].as_str().unwrap().contains(words), "GATEWAY {pipeline}: {body}");
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (status, Some(code)),
+            "GATEWAY {pipeline}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains(words),
+            "GATEWAY {pipeline}: {body}"
+        );
         if pipeline[0].as_object().is_some_and(|m| m.len() > 1) {
             continue; // CLOUD_API's {stageKey, stageValue} cannot carry two stages in one
         }
         let body = web(&svc, "todos", json!({ "stages": stages(&pipeline) })).await;
         assert_eq!(body["code"].as_str(), Some(code), "CLOUD_API {pipeline}: {body}");
-        assert!(body["message"].as_str().unwrap().contains(words), "CLOUD_API {pipeline}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(words),
+            "CLOUD_API {pipeline}: {body}"
+        );
     }
     // GATEWAY envelope: pipeline missing or not an array, transactions, bodies, methods
-    for body in [json!({}), json!({"pipeline": {"$match": {}}}), json!({"pipeline": "[]"})] {
+    for body in [
+        json!({}),
+        json!({"pipeline": {"$match": {}}}),
+        json!({"pipeline": "[]"}),
+    ] {
         let (s, reply) = send(&svc, post_json(&agg_uri("todos"), &body)).await;
-        assert_eq!((s, reply["code"].as_str()), (400, Some("INVALID_PARAM")), "{body}: {reply}");
+        assert_eq!(
+            (s, reply["code"].as_str()),
+            (400, Some("INVALID_PARAM")),
+            "{body}: {reply}"
+        );
     }
-    let (s, reply) = send(&svc, post_json(&agg_uri("todos"), &json!({"pipeline": [], "transactionId": "tx"}))).await;
+    let (s, reply) = send(
+        &svc,
+        post_json(&agg_uri("todos"), &json!({"pipeline": [], "transactionId": "tx"})),
+    )
+    .await;
     assert_eq!((s, reply["code"].as_str()), (400, Some("NOT_SUPPORTED")), "{reply}");
     let (s, reply) = send(
         &svc,
@@ -231,20 +318,48 @@ async fn bad_pipelines_are_clear_4xx_on_both_protocols() {
     assert_eq!((s, reply["code"].as_str()), (400, Some("INVALID_JSON")), "{reply}");
     let huge = json!({"pipeline": [{"$match": {"x": "y".repeat(5000)}}]});
     let (s, reply) = send(&svc, post_json(&agg_uri("todos"), &huge)).await;
-    assert_eq!((s, reply["code"].as_str()), (413, Some("REQUEST_BODY_TOO_LARGE")), "{reply}");
+    assert_eq!(
+        (s, reply["code"].as_str()),
+        (413, Some("REQUEST_BODY_TOO_LARGE")),
+        "{reply}"
+    );
     let (s, reply) = send(&svc, get(&agg_uri("todos"))).await;
-    assert_eq!((s, reply["code"].as_str()), (405, Some("METHOD_NOT_ALLOWED")), "{reply}");
+    assert_eq!(
+        (s, reply["code"].as_str()),
+        (405, Some("METHOD_NOT_ALLOWED")),
+        "{reply}"
+    );
     let (s, reply) = gw(&svc, "nope", json!([])).await;
-    assert_eq!((s, reply["code"].as_str()), (404, Some("DATABASE_COLLECTION_NOT_EXIST")), "{reply}");
+    assert_eq!(
+        (s, reply["code"].as_str()),
+        (404, Some("DATABASE_COLLECTION_NOT_EXIST")),
+        "{reply}"
+    );
     // CLOUD_API envelope: stages missing or malformed
     for (fields, code, words) in [
         (json!({}), "INVALID_PARAM", "`stages`"),
         (json!({"stages": "[]"}), "INVALID_PARAM", "`stages`"),
         (json!({"stages": [5]}), "INVALID_PARAM", "`stages[0]`"),
-        (json!({"stages": [{"stageValue": "{}"}]}), "INVALID_PARAM", "`stages[0].stageKey`"),
-        (json!({"stages": [{"stageKey": "$match"}]}), "INVALID_PARAM", "`stages[0].stageValue`"),
-        (json!({"stages": [{"stageKey": "$match", "stageValue": "{oops"}]}), "INVALID_JSON", "`stages[0].stageValue`"),
-        (json!({"stages": [{"stageKey": "$match", "stageValue": "{}"}], "collectionName": 5}), "INVALID_PARAM", "collectionName"),
+        (
+            json!({"stages": [{"stageValue": "{}"}]}),
+            "INVALID_PARAM",
+            "`stages[0].stageKey`",
+        ),
+        (
+            json!({"stages": [{"stageKey": "$match"}]}),
+            "INVALID_PARAM",
+            "`stages[0].stageValue`",
+        ),
+        (
+            json!({"stages": [{"stageKey": "$match", "stageValue": "{oops"}]}),
+            "INVALID_JSON",
+            "`stages[0].stageValue`",
+        ),
+        (
+            json!({"stages": [{"stageKey": "$match", "stageValue": "{}"}], "collectionName": 5}),
+            "INVALID_PARAM",
+            "collectionName",
+        ),
     ] {
         let body = web(&svc, "todos", fields.clone()).await;
         assert_eq!(body["code"].as_str(), Some(code), "{fields}: {body}");
@@ -261,18 +376,44 @@ async fn memory_and_reply_limits_fail_with_their_codes() {
     add_docs(&svc, "default", "big", Value::Array(docs)).await;
     let group = json!([{"$group": {"_id": "$k", "pads": {"$push": "$pad"}}}]);
     let (s, body) = gw(&svc, "big", group.clone()).await;
-    assert_eq!((s, body["code"].as_str()), (413, Some("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED")), "{body}");
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (413, Some("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED")),
+        "{body}"
+    );
     assert!(body["message"].as_str().unwrap().contains("`$group`"), "{body}");
     let body = web(&svc, "big", json!({ "stages": stages(&group) })).await;
-    assert_eq!(body["code"], json!("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED"), "{body}");
+    assert_eq!(
+        body["code"],
+        json!("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED"),
+        "{body}"
+    );
     let (s, body) = gw(&svc, "big", json!([{"$sort": {"k": -1}}])).await;
-    assert_eq!((s, body["code"].as_str()), (413, Some("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED")), "{body}");
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (413, Some("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED")),
+        "{body}"
+    );
     // the top of a sort is bounded, whatever the collection's size
-    let list = gw_list(&svc, "big", json!([{"$sort": {"k": -1}}, {"$limit": 2}, {"$project": {"_id": 0, "k": 1}}])).await;
+    let list = gw_list(
+        &svc,
+        "big",
+        json!([{"$sort": {"k": -1}}, {"$limit": 2}, {"$project": {"_id": 0, "k": 1}}]),
+    )
+    .await;
     assert_eq!(list, vec![json!({"k": 1499}), json!({"k": 1498})]);
     // more than 1 MB of result is refused, never truncated
-    let (s, body) = gw(&svc, "big", json!([{"$project": {"more": {"$concat": ["$pad", "$pad", "$pad", "$pad"]}}}])).await;
-    assert_eq!((s, body["code"].as_str()), (413, Some("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED")), "{body}");
+    let (s, body) = gw(
+        &svc,
+        "big",
+        json!([{"$project": {"more": {"$concat": ["$pad", "$pad", "$pad", "$pad"]}}}]),
+    )
+    .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (413, Some("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED")),
+        "{body}"
+    );
 }
 
 // ---- security rules ------------------------------------------------------------------------
@@ -293,7 +434,11 @@ async fn sign_up(svc: &impl Svc, name: &str) -> User {
 }
 
 async fn anonymous(svc: &impl Svc) -> User {
-    let (status, cred) = send(svc, post_json("/auth/v1/signin/anonymously?client_id=default", &json!({}))).await;
+    let (status, cred) = send(
+        svc,
+        post_json("/auth/v1/signin/anonymously?client_id=default", &json!({})),
+    )
+    .await;
     assert_eq!(status, 200, "{cred}");
     User {
         token: cred["access_token"].as_str().unwrap().to_string(),
@@ -358,7 +503,11 @@ fn denied(r: &Result<Vec<Value>, String>) -> bool {
 async fn private_collections_show_each_user_only_their_own_documents() {
     let app = TestApp::new();
     let svc = app.service().await;
-    let (a, b, anon) = (sign_up(&svc, "alice").await, sign_up(&svc, "bob").await, anonymous(&svc).await);
+    let (a, b, anon) = (
+        sign_up(&svc, "alice").await,
+        sign_up(&svc, "bob").await,
+        anonymous(&svc).await,
+    );
     create_coll(&svc, "default", "notes").await;
     add_docs(
         &svc,
@@ -372,22 +521,43 @@ async fn private_collections_show_each_user_only_their_own_documents() {
     .await;
     set_rules(&svc, "notes", json!({"preset": "PRIVATE"})).await;
     let all = json!([]);
-    assert_eq!(id_list(&both(&svc, Some(&a.token), "notes", all.clone()).await.unwrap()), ["a1", "a2"]);
-    assert_eq!(id_list(&both(&svc, Some(&b.token), "notes", all.clone()).await.unwrap()), ["b1"]);
-    assert!(both(&svc, Some(&anon.token), "notes", all.clone()).await.unwrap().is_empty());
+    assert_eq!(
+        id_list(&both(&svc, Some(&a.token), "notes", all.clone()).await.unwrap()),
+        ["a1", "a2"]
+    );
+    assert_eq!(
+        id_list(&both(&svc, Some(&b.token), "notes", all.clone()).await.unwrap()),
+        ["b1"]
+    );
+    assert!(both(&svc, Some(&anon.token), "notes", all.clone())
+        .await
+        .unwrap()
+        .is_empty());
     assert!(denied(&both(&svc, None, "notes", all).await));
     // later stages cannot see past the narrowed source
     let sum = json!([{"$group": {"_id": "$_openid", "total": {"$sum": "$n"}}}]);
-    assert_eq!(both(&svc, Some(&a.token), "notes", sum.clone()).await.unwrap(), vec![json!({"_id": a.sub, "total": 3})]);
-    assert_eq!(both(&svc, Some(&b.token), "notes", sum).await.unwrap(), vec![json!({"_id": b.sub, "total": 3})]);
+    assert_eq!(
+        both(&svc, Some(&a.token), "notes", sum.clone()).await.unwrap(),
+        vec![json!({"_id": a.sub, "total": 3})]
+    );
+    assert_eq!(
+        both(&svc, Some(&b.token), "notes", sum).await.unwrap(),
+        vec![json!({"_id": b.sub, "total": 3})]
+    );
     // asking for someone else's documents finds nothing
     let theirs = json!([{"$match": {"_openid": b.sub}}]);
     assert!(both(&svc, Some(&a.token), "notes", theirs).await.unwrap().is_empty());
     // '{openid}' is the caller everywhere in the pipeline
     let me = json!([{"$match": {"_openid": "{openid}"}}, {"$project": {"me": {"$literal": "{openid}"}, "_id": 0}}, {"$limit": 1}]);
-    assert_eq!(both(&svc, Some(&a.token), "notes", me).await.unwrap(), vec![json!({"me": a.sub})]);
+    assert_eq!(
+        both(&svc, Some(&a.token), "notes", me).await.unwrap(),
+        vec![json!({"me": a.sub})]
+    );
     // the admin sees everything
-    assert_eq!(id_list(&gw_list(&svc, "notes", json!([])).await), ["a1", "a2", "b1", "x1"]);
+    assert_eq!(
+        id_list(&gw_list(&svc, "notes", json!([])).await),
+        ["a1", "a2", "b1", "x1"]
+    );
 }
 
 #[actix_web::test]
@@ -425,25 +595,43 @@ async fn lookups_apply_the_rules_of_the_collection_they_read() {
                {"$project": {"j": "$j._id", "_id": 0}}])
     };
     // PRIVATE: narrowed to the caller's own comments
-    assert_eq!(both(&svc, Some(&a.token), "posts", join("comments")).await.unwrap(), vec![json!({"j": ["c1"]})]);
-    assert_eq!(both(&svc, Some(&b.token), "posts", join("comments")).await.unwrap(), vec![json!({"j": ["c2"]})]);
+    assert_eq!(
+        both(&svc, Some(&a.token), "posts", join("comments")).await.unwrap(),
+        vec![json!({"j": ["c1"]})]
+    );
+    assert_eq!(
+        both(&svc, Some(&b.token), "posts", join("comments")).await.unwrap(),
+        vec![json!({"j": ["c2"]})]
+    );
     // ADMINONLY: refused, and the message says which $lookup
     let r = both(&svc, Some(&a.token), "posts", join("secrets")).await;
-    assert!(denied(&r) && r.as_ref().unwrap_err().contains("`$lookup` from `secrets`"), "{r:?}");
+    assert!(
+        denied(&r) && r.as_ref().unwrap_err().contains("`$lookup` from `secrets`"),
+        "{r:?}"
+    );
     // nested in a sub-pipeline too
     let nested = json!([{"$lookup": {"from": "public", "as": "x", "pipeline": [
         {"$lookup": {"from": "secrets", "localField": "post", "foreignField": "post", "as": "y"}}]}}]);
     assert!(denied(&both(&svc, Some(&a.token), "posts", nested.clone()).await));
     // READONLY: everyone reads all
-    assert_eq!(both(&svc, Some(&a.token), "posts", join("public")).await.unwrap(), vec![json!({"j": ["u1"]})]);
+    assert_eq!(
+        both(&svc, Some(&a.token), "posts", join("public")).await.unwrap(),
+        vec![json!({"j": ["u1"]})]
+    );
     // a custom rule must be implied by the lookup's own leading $match
     assert!(denied(&both(&svc, Some(&a.token), "posts", join("flagged")).await));
     let implied = json!([{"$lookup": {"from": "flagged", "let": {"p": "$_id"}, "as": "j", "pipeline": [
         {"$match": {"ok": true}}, {"$match": {"$expr": {"$eq": ["$post", "$$p"]}}}]}},
         {"$project": {"j": "$j._id", "_id": 0}}]);
-    assert_eq!(both(&svc, Some(&a.token), "posts", implied).await.unwrap(), vec![json!({"j": ["f1"]})]);
+    assert_eq!(
+        both(&svc, Some(&a.token), "posts", implied).await.unwrap(),
+        vec![json!({"j": ["f1"]})]
+    );
     // the admin reads every collection
-    assert_eq!(gw_list(&svc, "posts", join("secrets")).await, vec![json!({"j": ["s1"]})]);
+    assert_eq!(
+        gw_list(&svc, "posts", join("secrets")).await,
+        vec![json!({"j": ["s1"]})]
+    );
     assert_eq!(gw_list(&svc, "posts", nested).await.len(), 1);
 }
 
@@ -473,22 +661,45 @@ fn the_memory_limit_flag_works_on_the_real_server() {
     let mut child = spawn_server_with(dir.path(), port, &["--aggregate-memory-limit", "65536"]);
     let base = format!("http://127.0.0.1:{port}");
     let p = format!("{base}{DB}");
-    let (s, body) = http("POST", &format!("{p}/collections"), Some(&json!({"collectionName": "big"})));
+    let (s, body) = http(
+        "POST",
+        &format!("{p}/collections"),
+        Some(&json!({"collectionName": "big"})),
+    );
     assert_eq!(s, 200, "{body}");
-    let docs: Vec<Value> = (0..1000).map(|i| json!({"k": i % 10, "pad": "p".repeat(200)})).collect();
-    let (s, body) = http("POST", &format!("{p}/collections/big/documents"), Some(&json!({ "data": docs })));
+    let docs: Vec<Value> = (0..1000)
+        .map(|i| json!({"k": i % 10, "pad": "p".repeat(200)}))
+        .collect();
+    let (s, body) = http(
+        "POST",
+        &format!("{p}/collections/big/documents"),
+        Some(&json!({ "data": docs })),
+    );
     assert_eq!(s, 200, "{body}");
     let uri = format!("{p}/collections/big/documents/aggregations");
-    let counts = json!({"pipeline": [{"$group": {"_id": "$k", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}, {"$limit": 2}]});
+    let counts =
+        json!({"pipeline": [{"$group": {"_id": "$k", "n": {"$sum": 1}}}, {"$sort": {"_id": 1}}, {"$limit": 2}]});
     let (s, body) = http("POST", &uri, Some(&counts));
-    assert_eq!((s, body["list"].clone()), (200, json!([{"_id": 0, "n": 100}, {"_id": 1, "n": 100}])), "{body}");
+    assert_eq!(
+        (s, body["list"].clone()),
+        (200, json!([{"_id": 0, "n": 100}, {"_id": 1, "n": 100}])),
+        "{body}"
+    );
     let hoard = json!({"pipeline": [{"$group": {"_id": null, "all": {"$push": "$pad"}}}]});
     let (s, body) = http("POST", &uri, Some(&hoard));
-    assert_eq!((s, body["code"].as_str()), (413, Some("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED")), "{body}");
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (413, Some("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED")),
+        "{body}"
+    );
     let web = json!({"action": "database.aggregate", "collectionName": "big",
         "stages": [{"stageKey": "$count", "stageValue": "\"n\""}]});
     let (s, body) = http("POST", &format!("{base}/web?env=default"), Some(&web));
-    assert_eq!((s, body["data"]["list"].clone()), (200, json!("[\"{\\\"n\\\":1000}\"]")), "{body}");
+    assert_eq!(
+        (s, body["data"]["list"].clone()),
+        (200, json!("[\"{\\\"n\\\":1000}\"]")),
+        "{body}"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

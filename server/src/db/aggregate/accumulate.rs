@@ -109,9 +109,15 @@ impl AccSpec {
         let op = match AccOp::from_name(name) {
             Some(op) => op,
             None if UNSUPPORTED.contains(&name.as_str()) => {
-                return Err(DbError::NotSupported(format!("the accumulator `{name}` is not supported")))
+                return Err(DbError::NotSupported(format!(
+                    "the accumulator `{name}` is not supported"
+                )))
             }
-            None => return Err(cmd(format!("`{stage}`: unknown accumulator `{name}` for the field `{field}`"))),
+            None => {
+                return Err(cmd(format!(
+                    "`{stage}`: unknown accumulator `{name}` for the field `{field}`"
+                )))
+            }
         };
         let arg = if op == AccOp::Count {
             if !matches!(operand, Value::Object(o) if o.is_empty()) {
@@ -120,7 +126,9 @@ impl AccSpec {
             Expr::Const(Value::Null)
         } else {
             if operand.is_array() {
-                return Err(cmd(format!("`{name}` is an accumulator here: it takes one expression, not an array")));
+                return Err(cmd(format!(
+                    "`{name}` is an accumulator here: it takes one expression, not an array"
+                )));
             }
             Expr::compile(operand, scope)?
         };
@@ -198,7 +206,12 @@ pub(super) enum AccState {
     Last(Option<Value>),
     Push(Vec<Value>),
     AddToSet(HashSet<Vec<u8>>, Vec<Value>),
-    StdDev { n: u64, mean: f64, m2: f64, sample: bool },
+    StdDev {
+        n: u64,
+        mean: f64,
+        m2: f64,
+        sample: bool,
+    },
     Merge(Map<String, Value>),
     Count(u64),
 }

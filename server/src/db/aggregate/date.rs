@@ -250,7 +250,10 @@ impl DateExpr {
                         None | Some(Value::Null) => return owned(Value::Null),
                         Some(Value::String(s)) => s.clone(),
                         Some(other) => {
-                            return Err(cmd(format!("`{op}`: `format` must be a string, not {}", type_name(Some(other)))))
+                            return Err(cmd(format!(
+                                "`{op}`: `format` must be a string, not {}",
+                                type_name(Some(other))
+                            )))
                         }
                     },
                 };
@@ -291,7 +294,10 @@ impl DateExpr {
                         None | Some(Value::Null) => return owned(Value::Null),
                         Some(Value::String(s)) => Some(s.clone()),
                         Some(other) => {
-                            return Err(cmd(format!("`{op}`: `format` must be a string, not {}", type_name(Some(other)))))
+                            return Err(cmd(format!(
+                                "`{op}`: `format` must be a string, not {}",
+                                type_name(Some(other))
+                            )))
                         }
                     },
                 };
@@ -302,7 +308,10 @@ impl DateExpr {
                     Ok(ms) => owned(date(ms)),
                     Err(why) => match on_error {
                         Some(e) => e.eval(root, env),
-                        None => Err(cmd(format!("`{op}`: cannot parse {}: {why}", shown(Some(&Value::String(s)))))),
+                        None => Err(cmd(format!(
+                            "`{op}`: cannot parse {}: {why}",
+                            shown(Some(&Value::String(s)))
+                        ))),
                     },
                 }
             }
@@ -325,9 +334,9 @@ impl DateExpr {
                     let v = e.eval(root, env)?;
                     let i = match v.as_deref() {
                         None | Some(Value::Null) => return owned(Value::Null),
-                        Some(x) => Num::of(x).and_then(Num::exact_int).ok_or_else(|| {
-                            cmd(format!("`{op}`: `{n}` must be an integer, not {}", shown(Some(x))))
-                        })?,
+                        Some(x) => Num::of(x)
+                            .and_then(Num::exact_int)
+                            .ok_or_else(|| cmd(format!("`{op}`: `{n}` must be an integer, not {}", shown(Some(x)))))?,
                     };
                     let (lo, hi) = if *n == "year" || *n == "isoWeekYear" {
                         (1, 9999)
@@ -422,7 +431,9 @@ fn tz_arg(op: &str, e: Option<&Expr>, root: &Value, env: &mut Env) -> Result<Opt
 /// An Olson name (`Asia/Shanghai`, `UTC`) or a UTC offset (`+08:00`, `+0800`, `+08`, `-05:30`).
 fn time_zone(s: &str) -> Option<TimeZone> {
     if s.starts_with('+') || s.starts_with('-') {
-        return parse_offset(s).and_then(|secs| Offset::from_seconds(secs).ok()).map(TimeZone::fixed);
+        return parse_offset(s)
+            .and_then(|secs| Offset::from_seconds(secs).ok())
+            .map(TimeZone::fixed);
     }
     if s.eq_ignore_ascii_case("utc") || s.eq_ignore_ascii_case("gmt") || s == "Z" {
         return Some(TimeZone::UTC);
@@ -512,7 +523,11 @@ fn to_utc(op: &str, local_ms: i64, tz: &TimeZone) -> Result<i64, DbError> {
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` in UTC (how dates become strings in `$concat`-like conversions).
 pub(super) fn iso_string(ms: i64) -> Result<String, DbError> {
-    format_date("$toString", DEFAULT_FORMAT, &Local::of("$toString", ms, &TimeZone::UTC)?)
+    format_date(
+        "$toString",
+        DEFAULT_FORMAT,
+        &Local::of("$toString", ms, &TimeZone::UTC)?,
+    )
 }
 
 const MONTHS: [&str; 12] = [
@@ -633,7 +648,8 @@ fn parse_date(s: &str, format: Option<&str>, tz: &TimeZone, tz_given: bool) -> R
                 while i < b.len() && (b[i].is_ascii_digit() || b[i] == b':') && i - start < 6 {
                     i += 1;
                 }
-                p.offset = Some(parse_offset(&s[start..i]).ok_or_else(|| format!("bad offset at position {}", start + 1))?);
+                p.offset =
+                    Some(parse_offset(&s[start..i]).ok_or_else(|| format!("bad offset at position {}", start + 1))?);
             }
             'Z' => {
                 let start = i;

@@ -382,11 +382,7 @@ impl Expr {
                 }
                 match default {
                     Some(d) => d.eval(root, env)?,
-                    None => {
-                        return Err(cmd(
-                            "`$switch` found no branch that matches and has no `default`",
-                        ))
-                    }
+                    None => return Err(cmd("`$switch` found no branch that matches and has no `default`")),
                 }
             }
             Expr::Let(vars, body) => {
@@ -498,7 +494,9 @@ impl Expr {
                 }
             }
             Expr::Object(fields) => fields.iter().for_each(|(_, e)| e.deps(bound, d)),
-            Expr::Array(items) | Expr::Op(_, items) | Expr::Acc(_, items) => items.iter().for_each(|e| e.deps(bound, d)),
+            Expr::Array(items) | Expr::Op(_, items) | Expr::Acc(_, items) => {
+                items.iter().for_each(|e| e.deps(bound, d))
+            }
             Expr::Cond(parts) => parts.iter().for_each(|e| e.deps(bound, d)),
             Expr::Switch(branches, default) => {
                 for (c, t) in branches {
@@ -693,7 +691,12 @@ fn compile_op(name: &str, operand: &Value, scope: &mut Scope) -> Result<Expr, Db
             Expr::Map { input, var, body }
         }
         "$filter" => {
-            let m = named_args("$filter", operand, &["input", "as", "cond", "limit"], &["input", "cond"])?;
+            let m = named_args(
+                "$filter",
+                operand,
+                &["input", "as", "cond", "limit"],
+                &["input", "cond"],
+            )?;
             let var = var_name("$filter", m.get("as"))?;
             let input = boxed(&m["input"], scope)?;
             let limit = m.get("limit").map(|l| boxed(l, scope)).transpose()?;
@@ -718,7 +721,12 @@ fn compile_op(name: &str, operand: &Value, scope: &mut Scope) -> Result<Expr, Db
             Expr::Reduce { input, initial, body }
         }
         "$zip" => {
-            let m = named_args("$zip", operand, &["inputs", "useLongestLength", "defaults"], &["inputs"])?;
+            let m = named_args(
+                "$zip",
+                operand,
+                &["inputs", "useLongestLength", "defaults"],
+                &["inputs"],
+            )?;
             let inputs = match &m["inputs"] {
                 Value::Array(items) => items
                     .iter()
@@ -733,20 +741,14 @@ fn compile_op(name: &str, operand: &Value, scope: &mut Scope) -> Result<Expr, Db
             };
             let defaults = match m.get("defaults") {
                 None => None,
-                Some(_) if !longest => {
-                    return Err(cmd("`$zip`: `defaults` needs `useLongestLength: true`"))
-                }
+                Some(_) if !longest => return Err(cmd("`$zip`: `defaults` needs `useLongestLength: true`")),
                 Some(Value::Array(items)) if items.len() == inputs.len() => Some(
                     items
                         .iter()
                         .map(|i| Expr::compile(i, scope))
                         .collect::<Result<Vec<_>, _>>()?,
                 ),
-                Some(_) => {
-                    return Err(cmd(
-                        "`$zip`: `defaults` must be an array as long as `inputs`",
-                    ))
-                }
+                Some(_) => return Err(cmd("`$zip`: `defaults` must be an array as long as `inputs`")),
             };
             Expr::Zip {
                 inputs,

@@ -274,16 +274,20 @@ impl Database {
         let fields = pipeline.source_fields();
         let fields: Option<Vec<&str>> = fields.as_ref().map(|f| f.iter().map(String::as_str).collect());
         let mut failure = None;
-        self.each_match(env, coll, &pipeline.source.filter, fields.as_deref(), &mut |m| {
-            match runner.push(0, m.doc) {
+        self.each_match(
+            env,
+            coll,
+            &pipeline.source.filter,
+            fields.as_deref(),
+            &mut |m| match runner.push(0, m.doc) {
                 Ok(Flow::Go) => ControlFlow::Continue(()),
                 Ok(Flow::Stop) => ControlFlow::Break(()),
                 Err(e) => {
                     failure = Some(e);
                     ControlFlow::Break(())
                 }
-            }
-        })?;
+            },
+        )?;
         if let Some(e) = failure {
             return Err(e);
         }
@@ -344,16 +348,17 @@ impl Ctx<'_> {
         let mut docs = Vec::new();
         let mut failure = None;
         self.db
-            .each_match(self.env, &l.from, &l.pipeline.source.filter, None, &mut |m| {
-                match self.mem.charge(mem_size(&m.doc), "$lookup") {
-                    Ok(()) => {
-                        docs.push(m.doc);
-                        ControlFlow::Continue(())
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        ControlFlow::Break(())
-                    }
+            .each_match(self.env, &l.from, &l.pipeline.source.filter, None, &mut |m| match self
+                .mem
+                .charge(mem_size(&m.doc), "$lookup")
+            {
+                Ok(()) => {
+                    docs.push(m.doc);
+                    ControlFlow::Continue(())
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
                 }
             })?;
         if let Some(e) = failure {
@@ -460,7 +465,7 @@ impl<'a> Runner<'a> {
     fn push(&mut self, i: usize, doc: Value) -> Result<Flow, DbError> {
         let stages: &'a [Stage] = self.stages;
         let Some(stage) = stages.get(i) else {
-            return self.to_sink(doc);
+            return self.emit(doc);
         };
         match stage {
             Stage::Match(m) => {
@@ -518,7 +523,9 @@ impl<'a> Runner<'a> {
                 Ok(Flow::Go)
             }
             Stage::Group(g) => {
-                let id = g.id.evaluate(&doc, &mut self.env)?.map_or(Value::Null, |c| c.into_owned());
+                let id =
+                    g.id.evaluate(&doc, &mut self.env)?
+                        .map_or(Value::Null, |c| c.into_owned());
                 let key = key_of(Some(&id));
                 let State::Group(state) = &mut self.states[i] else {
                     return Ok(Flow::Go);
@@ -527,7 +534,9 @@ impl<'a> Runner<'a> {
                     Some(gi) => *gi,
                     None => {
                         let n = key.len() * 2 + mem_size(&id) + 96 + g.accs.len() * 80;
-                        state.groups.push((id, g.accs.iter().map(|a| AccState::new(a.op)).collect()));
+                        state
+                            .groups
+                            .push((id, g.accs.iter().map(|a| AccState::new(a.op)).collect()));
                         state.index.insert(key, state.groups.len() - 1);
                         let gi = state.groups.len() - 1;
                         self.charge(i, n)?;
@@ -590,7 +599,10 @@ impl<'a> Runner<'a> {
                 Ok(Flow::Go)
             }
             Stage::Bucket(b) => {
-                let v = b.group_by.evaluate(&doc, &mut self.env)?.map_or(Value::Null, |c| c.into_owned());
+                let v = b
+                    .group_by
+                    .evaluate(&doc, &mut self.env)?
+                    .map_or(Value::Null, |c| c.into_owned());
                 let slot = b.route(&v)?;
                 let mut deltas = 0isize;
                 let mut fresh = false;
@@ -618,7 +630,10 @@ impl<'a> Runner<'a> {
                 Ok(Flow::Go)
             }
             Stage::BucketAuto(b) => {
-                let key = b.group_by.evaluate(&doc, &mut self.env)?.map_or(Value::Null, |c| c.into_owned());
+                let key = b
+                    .group_by
+                    .evaluate(&doc, &mut self.env)?
+                    .map_or(Value::Null, |c| c.into_owned());
                 let mut inputs = Vec::with_capacity(b.accs.len());
                 for acc in &b.accs {
                     inputs.push(acc.arg.evaluate(&doc, &mut self.env)?.map(|c| c.into_owned()));
@@ -633,7 +648,7 @@ impl<'a> Runner<'a> {
         }
     }
 
-    fn to_sink(&mut self, doc: Value) -> Result<Flow, DbError> {
+    fn emit(&mut self, doc: Value) -> Result<Flow, DbError> {
         match &mut self.sink {
             Sink::Output { list, bytes, max } => {
                 let raw = serde_json::to_string(&doc).map_err(|e| DbError::Storage(e.to_string()))?;

@@ -219,7 +219,11 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
         Op::And | Op::Or | Op::IfNull => None, // handled in `eval`
         Op::Abs => match num_arg(n, a0)? {
             None => NULL,
-            Some(Num::Int(i)) => Some(i.checked_abs().map_or(Num::Double((i as f64).abs()), Num::Int).value(n)?),
+            Some(Num::Int(i)) => Some(
+                i.checked_abs()
+                    .map_or(Num::Double((i as f64).abs()), Num::Int)
+                    .value(n)?,
+            ),
             Some(Num::Double(f)) => Some(double(n, f.abs())?),
         },
         Op::Add => {
@@ -256,7 +260,8 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
             let (x, y) = (a0.unwrap_or(&Value::Null), a1.unwrap_or(&Value::Null));
             match (as_date(x), as_date(y)) {
                 (Some(p), Some(q)) => Some(Value::from(
-                    p.checked_sub(q).ok_or_else(|| cmd("`$subtract`: date difference out of range"))?,
+                    p.checked_sub(q)
+                        .ok_or_else(|| cmd("`$subtract`: date difference out of range"))?,
                 )),
                 (Some(p), None) => {
                     let d = num_or_date_arg(n, y)?;
@@ -326,7 +331,10 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
         Op::Log => match (num_arg(n, a0)?, num_arg(n, a1)?) {
             (Some(x), Some(b)) => {
                 if x.f() <= 0.0 {
-                    return Err(cmd(format!("`$log`'s argument must be a positive number, not {}", x.f())));
+                    return Err(cmd(format!(
+                        "`$log`'s argument must be a positive number, not {}",
+                        x.f()
+                    )));
                 }
                 if b.f() <= 0.0 || b.f() == 1.0 {
                     return Err(cmd(format!(
@@ -421,9 +429,13 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
             let start = int_arg(n, a1, "the starting index")?;
             let len = int_arg(n, arg(vals, 2), "the length")?;
             if start < 0 || len < 0 {
-                return Err(cmd("`$substrCP`: the starting index and the length must not be negative"));
+                return Err(cmd(
+                    "`$substrCP`: the starting index and the length must not be negative",
+                ));
             }
-            Some(Value::String(s.chars().skip(start as usize).take(len as usize).collect()))
+            Some(Value::String(
+                s.chars().skip(start as usize).take(len as usize).collect(),
+            ))
         }
         Op::ToLower => Some(Value::String(coerce_str(n, a0)?.to_ascii_lowercase())),
         Op::ToUpper => Some(Value::String(coerce_str(n, a0)?.to_ascii_uppercase())),
@@ -436,7 +448,10 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
             other => return Err(cmd(format!("`{n}` needs a string, not {}", type_name(other)))),
         },
         Op::StrCaseCmp => {
-            let (x, y) = (coerce_str(n, a0)?.to_ascii_lowercase(), coerce_str(n, a1)?.to_ascii_lowercase());
+            let (x, y) = (
+                coerce_str(n, a0)?.to_ascii_lowercase(),
+                coerce_str(n, a1)?.to_ascii_lowercase(),
+            );
             Some(Value::from(match x.as_bytes().cmp(y.as_bytes()) {
                 Ordering::Less => -1,
                 Ordering::Equal => 0,
@@ -447,11 +462,21 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
             let s = match a0 {
                 v if nullish(v) => return Ok(NULL),
                 Some(Value::String(s)) => s,
-                other => return Err(cmd(format!("`{n}` needs a string to search in, not {}", type_name(other)))),
+                other => {
+                    return Err(cmd(format!(
+                        "`{n}` needs a string to search in, not {}",
+                        type_name(other)
+                    )))
+                }
             };
             let needle = match a1 {
                 Some(Value::String(t)) => t,
-                other => return Err(cmd(format!("`{n}` needs a string to search for, not {}", type_name(other)))),
+                other => {
+                    return Err(cmd(format!(
+                        "`{n}` needs a string to search for, not {}",
+                        type_name(other)
+                    )))
+                }
             };
             let bounds = range_args(n, arg(vals, 2), arg(vals, 3))?;
             Some(Value::from(if op == Op::IndexOfBytes {
@@ -467,7 +492,12 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
             let s = match a0 {
                 v if nullish(v) => return Ok(NULL),
                 Some(Value::String(s)) => s,
-                other => return Err(cmd(format!("`$split` needs a string to split, not {}", type_name(other)))),
+                other => {
+                    return Err(cmd(format!(
+                        "`$split` needs a string to split, not {}",
+                        type_name(other)
+                    )))
+                }
             };
             let sep = match a1 {
                 Some(Value::String(t)) if !t.is_empty() => t,
@@ -544,7 +574,11 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
         Op::Range => {
             let start = int_arg(n, a0, "the start")?;
             let end = int_arg(n, a1, "the end")?;
-            let step = if vals.len() > 2 { int_arg(n, arg(vals, 2), "the step")? } else { 1 };
+            let step = if vals.len() > 2 {
+                int_arg(n, arg(vals, 2), "the step")?
+            } else {
+                1
+            };
             if step == 0 {
                 return Err(cmd("`$range`: the step cannot be 0"));
             }
@@ -633,7 +667,10 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
                         sets.push(items);
                     }
                     Some(other) => {
-                        return Err(cmd(format!("`{n}` only supports arrays, not {}", type_name(Some(other)))))
+                        return Err(cmd(format!(
+                            "`{n}` only supports arrays, not {}",
+                            type_name(Some(other))
+                        )))
                     }
                 }
             }
@@ -668,7 +705,12 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
                     })
                     .collect(),
             )),
-            other => return Err(cmd(format!("`$objectToArray` needs an object, not {}", type_name(other)))),
+            other => {
+                return Err(cmd(format!(
+                    "`$objectToArray` needs an object, not {}",
+                    type_name(other)
+                )))
+            }
         },
         Op::Type => Some(Value::String(type_name(a0).to_string())),
         Op::IsNumber => Some(Value::Bool(matches!(a0, Some(Value::Number(_))))),
@@ -747,7 +789,10 @@ fn int_arg(op: &str, v: Option<&Value>, what: &str) -> Result<i64, DbError> {
 fn array_arg<'v>(op: &str, v: Option<&'v Value>, what: &str) -> Result<&'v Vec<Value>, DbError> {
     match v {
         Some(Value::Array(items)) => Ok(items),
-        other => Err(cmd(format!("`{op}`: {what} must be an array, not {}", type_name(other)))),
+        other => Err(cmd(format!(
+            "`{op}`: {what} must be an array, not {}",
+            type_name(other)
+        ))),
     }
 }
 
@@ -799,7 +844,10 @@ pub(super) fn coerce_str(op: &str, v: Option<&Value>) -> Result<String, DbError>
             None => n.to_string(),
         }),
         Some(d) if as_date(d).is_some() => super::date::iso_string(as_date(d).unwrap_or(0)),
-        Some(other) => Err(cmd(format!("`{op}` cannot convert {} to a string", type_name(Some(other))))),
+        Some(other) => Err(cmd(format!(
+            "`{op}` cannot convert {} to a string",
+            type_name(Some(other))
+        ))),
     }
 }
 
@@ -816,7 +864,10 @@ fn to_integer(op: &str, v: &Value) -> Result<i64, DbError> {
             .parse::<i64>()
             .map_err(|_| cmd(format!("`{op}`: cannot parse {} as an integer", shown(Some(v))))),
         _ if as_date(v).is_some() && op == "$toLong" => Ok(as_date(v).unwrap_or(0)),
-        _ => Err(cmd(format!("`{op}` cannot convert {} to an integer", type_name(Some(v))))),
+        _ => Err(cmd(format!(
+            "`{op}` cannot convert {} to an integer",
+            type_name(Some(v))
+        ))),
     }
 }
 
@@ -915,7 +966,10 @@ fn array_to_object(items: &[Value]) -> Result<Value, DbError> {
             }
         };
         let Value::String(k) = k else {
-            return Err(cmd(format!("`$arrayToObject`: keys must be strings, not {}", type_name(Some(k)))));
+            return Err(cmd(format!(
+                "`$arrayToObject`: keys must be strings, not {}",
+                type_name(Some(k))
+            )));
         };
         if k.contains('\0') {
             return Err(cmd("`$arrayToObject`: keys cannot contain a NUL character"));
@@ -1044,7 +1098,10 @@ pub(super) fn trim<'a>(
         None | Some(Value::Null) => return Ok(Some(Cow::Owned(Value::Null))),
         Some(Value::String(s)) => s,
         Some(other) => {
-            return Err(cmd(format!("`{op}` needs a string `input`, not {}", type_name(Some(&other)))))
+            return Err(cmd(format!(
+                "`{op}` needs a string `input`, not {}",
+                type_name(Some(&other))
+            )))
         }
     };
     let set: Option<Vec<char>> = match chars {
@@ -1053,7 +1110,10 @@ pub(super) fn trim<'a>(
             None | Some(Value::Null) => return Ok(Some(Cow::Owned(Value::Null))),
             Some(Value::String(c)) => Some(c.chars().collect()),
             Some(other) => {
-                return Err(cmd(format!("`{op}`: `chars` must be a string, not {}", type_name(Some(&other)))))
+                return Err(cmd(format!(
+                    "`{op}`: `chars` must be a string, not {}",
+                    type_name(Some(&other))
+                )))
             }
         },
     };

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use super::accumulate::AccSpec;
 use super::expr::{named_args, Deps, Env, Expr, Scope};
 use super::values::{
-    as_doc, as_doc_mut, cmd, get_path, get_plain, is_doc, key_bytes, key_of, remove_plain, set_plain, shown, split_path,
-    type_name, Num,
+    as_doc, as_doc_mut, cmd, get_path, get_plain, is_doc, key_bytes, key_of, remove_plain, set_plain, shown,
+    split_path, type_name, Num,
 };
 use super::{Pipeline, Scan, MAX_LOOKUP_DEPTH};
 use crate::db::database::validate_collection_name;
@@ -161,7 +161,12 @@ impl PTree {
 
     /// Inserts `node` at `path`, creating sub-trees; a path that collides with another is an error.
     fn insert(&mut self, stage: &str, path: &[String], node: PNode) -> Result<(), DbError> {
-        let collision = || cmd(format!("`{stage}`: the path `{}` collides with another path", path.join(".")));
+        let collision = || {
+            cmd(format!(
+                "`{stage}`: the path `{}` collides with another path",
+                path.join(".")
+            ))
+        };
         let (first, rest) = path.split_first().ok_or_else(collision)?;
         let pos = self.0.iter().position(|(n, _)| n == first);
         if rest.is_empty() {
@@ -359,7 +364,9 @@ fn fill_tree(
 ) -> Result<(), DbError> {
     for (k, v) in m {
         if k.starts_with('$') {
-            return Err(cmd(format!("`{stage}`: field names cannot start with `$`, found `{k}`")));
+            return Err(cmd(format!(
+                "`{stage}`: field names cannot start with `$`, found `{k}`"
+            )));
         }
         let mut path = prefix.to_vec();
         path.extend(split_path(k, stage)?);
@@ -370,7 +377,9 @@ fn fill_tree(
                         tree.insert(stage, &path, PNode::Computed(Expr::Const(v.clone())))?;
                         continue;
                     }
-                    return Err(cmd(format!("`{stage}`: an empty object is not a valid value for `{k}`")));
+                    return Err(cmd(format!(
+                        "`{stage}`: an empty object is not a valid value for `{k}`"
+                    )));
                 }
                 fill_tree(stage, tree, &path, sub, scope, add_fields)?;
             }
@@ -564,7 +573,12 @@ pub(super) struct Bucket {
 impl Bucket {
     fn parse(spec: &Value, scope: &mut Scope) -> Result<Bucket, DbError> {
         const S: &str = "$bucket";
-        let m = named_args(S, spec, &["groupBy", "boundaries", "default", "output"], &["groupBy", "boundaries"])?;
+        let m = named_args(
+            S,
+            spec,
+            &["groupBy", "boundaries", "default", "output"],
+            &["groupBy", "boundaries"],
+        )?;
         let boundaries = match &m["boundaries"] {
             Value::Array(b) if b.len() >= 2 => b.clone(),
             _ => return Err(cmd("`$bucket`: `boundaries` must be an array of at least two values")),
@@ -574,7 +588,9 @@ impl Bucket {
                 return Err(cmd("`$bucket`: all `boundaries` must be of the same type"));
             }
             if compare(&w[0], &w[1]) != std::cmp::Ordering::Less {
-                return Err(cmd("`$bucket`: `boundaries` must be sorted in ascending order without duplicates"));
+                return Err(cmd(
+                    "`$bucket`: `boundaries` must be sorted in ascending order without duplicates",
+                ));
             }
         }
         let default = m.get("default").cloned();
@@ -629,7 +645,12 @@ pub(super) struct BucketAuto {
 impl BucketAuto {
     fn parse(spec: &Value, scope: &mut Scope) -> Result<BucketAuto, DbError> {
         const S: &str = "$bucketAuto";
-        let m = named_args(S, spec, &["groupBy", "buckets", "output", "granularity"], &["groupBy", "buckets"])?;
+        let m = named_args(
+            S,
+            spec,
+            &["groupBy", "buckets", "output", "granularity"],
+            &["groupBy", "buckets"],
+        )?;
         if m.contains_key("granularity") {
             return Err(DbError::NotSupported(
                 "`$bucketAuto`: `granularity` (preferred number series) is not supported".into(),
@@ -678,7 +699,12 @@ impl SortStage {
             let dir = match Num::of(v).and_then(Num::exact_int) {
                 Some(1) => Direction::Asc,
                 Some(-1) => Direction::Desc,
-                _ => return Err(cmd(format!("`$sort`: the order of `{k}` must be 1 or -1, not {}", shown(Some(v))))),
+                _ => {
+                    return Err(cmd(format!(
+                        "`$sort`: the order of `{k}` must be 1 or -1, not {}",
+                        shown(Some(v))
+                    )))
+                }
             };
             heads.push(segs[0].clone());
             fields.push((k.clone(), dir));
@@ -705,7 +731,9 @@ impl Unwind {
         let field_path = |v: &Value| -> Result<Vec<String>, DbError> {
             match v {
                 Value::String(s) if s.starts_with('$') && !s.starts_with("$$") => split_path(&s[1..], "$unwind"),
-                _ => Err(cmd("`$unwind`: the path must be a `$`-prefixed field path such as \"$tags\"")),
+                _ => Err(cmd(
+                    "`$unwind`: the path must be a `$`-prefixed field path such as \"$tags\"",
+                )),
             }
         };
         match spec {
@@ -741,7 +769,9 @@ impl Unwind {
                     preserve,
                 })
             }
-            _ => Err(cmd("`$unwind` needs a field path or {path, includeArrayIndex, preserveNullAndEmptyArrays}")),
+            _ => Err(cmd(
+                "`$unwind` needs a field path or {path, includeArrayIndex, preserveNullAndEmptyArrays}",
+            )),
         }
     }
 
@@ -1044,7 +1074,9 @@ pub(super) fn parse_stage(stage: &Value, ctx: &mut ParseCtx) -> Result<Vec<Stage
         "$sortByCount" => {
             let ok = matches!(spec, Value::String(s) if s.starts_with('$')) || is_doc(spec);
             if !ok || matches!(spec, Value::Object(m) if m.is_empty()) {
-                return Err(cmd("`$sortByCount` needs a `$`-prefixed field path or an expression object"));
+                return Err(cmd(
+                    "`$sortByCount` needs a `$`-prefixed field path or an expression object",
+                ));
             }
             let group = Group {
                 id: Expr::compile(spec, scope)?,
@@ -1074,7 +1106,9 @@ pub(super) fn parse_stage(stage: &Value, ctx: &mut ParseCtx) -> Result<Vec<Stage
         "$bucket" => Stage::Bucket(Bucket::parse(spec, scope)?),
         "$bucketAuto" => Stage::BucketAuto(BucketAuto::parse(spec, scope)?),
         n if UNSUPPORTED.contains(&n) => {
-            return Err(DbError::NotSupported(format!("the aggregation stage `{n}` is not supported")))
+            return Err(DbError::NotSupported(format!(
+                "the aggregation stage `{n}` is not supported"
+            )))
         }
         n => {
             return Err(cmd(format!(

@@ -46,7 +46,13 @@ fn store() -> (TempDir, Database) {
     let tagdefs = json!([{"_id": "t1", "names": ["a", "z"]}, {"_id": "t2", "names": "b"}, {"_id": "t3"}]);
     store_with(
         Limits::default(),
-        &[("orders", orders()), ("shapes", shapes()), ("owners", owners), ("tagdefs", tagdefs), ("empty", json!([]))],
+        &[
+            ("orders", orders()),
+            ("shapes", shapes()),
+            ("owners", owners),
+            ("tagdefs", tagdefs),
+            ("empty", json!([])),
+        ],
     )
 }
 
@@ -164,7 +170,9 @@ fn leading_match_is_the_source_scan() {
     // the $expr part stays as a stage, in front of the rest
     assert_eq!(p.stages.len(), 2);
     assert_eq!(db.aggregate(ENV, "orders", &p).unwrap()[0].get(), r#"{"k":1}"#);
-    let p = db.pipeline(&json!([{"$sort": {"n": 1}}, {"$match": {"n": 1}}])).unwrap();
+    let p = db
+        .pipeline(&json!([{"$sort": {"n": 1}}, {"$match": {"n": 1}}]))
+        .unwrap();
     assert_eq!(p.source.query(), None);
     // a later $match filters what reaches it
     let out = run(
@@ -213,10 +221,16 @@ fn project_includes_excludes_and_computes() {
         p(json!({"a": 0, "b.c": 0, "arr.y": 0})),
         r#"{"_id":"p1","b":{"d":3},"arr":[{"x":1},{"x":3},5],"s":"str"}"#
     );
-    assert_eq!(p(json!({"_id": 0})), r#"{"a":1,"b":{"c":2,"d":3},"arr":[{"x":1,"y":2},{"x":3},5],"s":"str"}"#);
+    assert_eq!(
+        p(json!({"_id": 0})),
+        r#"{"a":1,"b":{"c":2,"d":3},"arr":[{"x":1,"y":2},{"x":3},5],"s":"str"}"#
+    );
     assert_eq!(p(json!({"arr.z": "$a"})), r#"{"_id":"p1","arr":[{"z":1},{"z":1}]}"#);
     assert_eq!(p(json!({"gone": "$$REMOVE", "a": 1})), r#"{"_id":"p1","a":1}"#);
-    assert_eq!(p(json!({"k": "const", "l": [1, "$a"]})), r#"{"_id":"p1","k":"const","l":[1,1]}"#);
+    assert_eq!(
+        p(json!({"k": "const", "l": [1, "$a"]})),
+        r#"{"_id":"p1","k":"const","l":[1,1]}"#
+    );
     assert_eq!(p(json!({"_id": "$s", "a": true})), r#"{"_id":"str","a":1}"#);
     let msg = |spec: Value| fails(&db, "shapes", json!([{ "$project": spec }])).to_string();
     assert!(msg(json!({"a": 1, "s": 0})).contains("cannot mix"));
@@ -251,7 +265,10 @@ fn add_fields_set_and_unset() {
         one(json!([{"$addFields": {"a": 10, "b2": "$a"}}, {"$project": {"a": 1, "b2": 1}}])),
         r#"{"_id":"p1","a":10,"b2":1}"#
     );
-    assert_eq!(one(json!([{"$unset": ["a", "b.c", "arr"]}])), r#"{"_id":"p1","b":{"d":3},"s":"str"}"#);
+    assert_eq!(
+        one(json!([{"$unset": ["a", "b.c", "arr"]}])),
+        r#"{"_id":"p1","b":{"d":3},"s":"str"}"#
+    );
     assert_eq!(one(json!([{"$unset": "s"}, {"$project": {"s": 1}}])), r#"{"_id":"p1"}"#);
     let msg = |p: Value| fails(&db, "shapes", p).to_string();
     assert!(msg(json!([{"$unset": 5}])).contains("`$unset` takes"));
@@ -276,12 +293,19 @@ fn sort_orders_mixed_types_missing_and_arrays() {
     // $sort + $limit keeps the top documents, also across $skip
     let out = run(&db, "orders", json!([{"$sort": {"n": -1}}, {"$limit": 2}]));
     assert_eq!(ids(&out), ["o4", "o5"]);
-    let out = run(&db, "orders", json!([{"$sort": {"n": -1}}, {"$skip": 1}, {"$limit": 2}]));
+    let out = run(
+        &db,
+        "orders",
+        json!([{"$sort": {"n": -1}}, {"$skip": 1}, {"$limit": 2}]),
+    );
     assert_eq!(ids(&out), ["o5", "o1"]);
     let msg = |spec: Value| fails(&db, "orders", json!([{ "$sort": spec }]));
     assert!(msg(json!({"n": 2})).to_string().contains("must be 1 or -1"));
     assert!(msg(json!({})).to_string().contains("non-empty"));
-    assert!(matches!(msg(json!({"n": {"$meta": "textScore"}})), DbError::NotSupported(_)));
+    assert!(matches!(
+        msg(json!({"n": {"$meta": "textScore"}})),
+        DbError::NotSupported(_)
+    ));
     assert!(msg(json!({"$n": 1})).to_string().contains("starting with `$`"));
 }
 
@@ -291,24 +315,40 @@ fn skip_limit_and_count() {
     assert_eq!(ids(&run(&db, "orders", json!([{"$skip": 3}]))), ["o4", "o5"]);
     assert_eq!(ids(&run(&db, "orders", json!([{"$limit": 2}]))), ["o1", "o2"]);
     assert_eq!(ids(&run(&db, "orders", json!([{"$skip": 1}, {"$limit": 1}]))), ["o2"]);
-    assert_eq!(ids(&run(&db, "orders", json!([{"$limit": {"$numberLong": "1"}}]))), ["o1"]);
-    for bad in [json!([{"$limit": 0}]), json!([{"$limit": "x"}]), json!([{"$skip": -1}]), json!([{"$limit": 1.5}])] {
+    assert_eq!(
+        ids(&run(&db, "orders", json!([{"$limit": {"$numberLong": "1"}}]))),
+        ["o1"]
+    );
+    for bad in [
+        json!([{"$limit": 0}]),
+        json!([{"$limit": "x"}]),
+        json!([{"$skip": -1}]),
+        json!([{"$limit": 1.5}]),
+    ] {
         let e = fails(&db, "orders", bad.clone());
         assert!(e.to_string().contains("needs an integer"), "{bad}: {e}");
     }
     assert_eq!(
-        run(&db, "orders", json!([{"$match": {"status": "open"}}, {"$count": "open"}])),
+        run(
+            &db,
+            "orders",
+            json!([{"$match": {"status": "open"}}, {"$count": "open"}])
+        ),
         vec![json!({"open": 3})]
     );
     assert!(run(&db, "orders", json!([{"$match": {"status": "none"}}, {"$count": "n"}])).is_empty());
     for bad in ["", "$n", "a.b"] {
-        assert!(fails(&db, "orders", json!([{ "$count": bad }])).to_string().contains("`$count` needs"));
+        assert!(fails(&db, "orders", json!([{ "$count": bad }]))
+            .to_string()
+            .contains("`$count` needs"));
     }
     assert_eq!(
         run(&db, "orders", json!([{"$sortByCount": "$status"}])),
         vec![json!({"_id": "open", "count": 3}), json!({"_id": "closed", "count": 2})]
     );
-    assert!(fails(&db, "orders", json!([{"$sortByCount": "status"}])).to_string().contains("field path"));
+    assert!(fails(&db, "orders", json!([{"$sortByCount": "status"}]))
+        .to_string()
+        .contains("field path"));
 }
 
 #[test]
@@ -343,10 +383,21 @@ fn unwind_forms() {
         ]
     );
     // a value that is not an array unwinds to the document itself
-    assert_eq!(run(&db, "shapes", json!([{"$unwind": "$s"}, {"$project": {"s": 1}}])), vec![json!({"_id": "p1", "s": "str"})]);
     assert_eq!(
-        run(&db, "shapes", json!([{"$unwind": "$arr"}, {"$project": {"arr": 1, "_id": 0}}])),
-        vec![json!({"arr": {"x": 1, "y": 2}}), json!({"arr": {"x": 3}}), json!({"arr": 5})]
+        run(&db, "shapes", json!([{"$unwind": "$s"}, {"$project": {"s": 1}}])),
+        vec![json!({"_id": "p1", "s": "str"})]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "shapes",
+            json!([{"$unwind": "$arr"}, {"$project": {"arr": 1, "_id": 0}}])
+        ),
+        vec![
+            json!({"arr": {"x": 1, "y": 2}}),
+            json!({"arr": {"x": 3}}),
+            json!({"arr": 5})
+        ]
     );
     let msg = |spec: Value| fails(&db, "orders", json!([{ "$unwind": spec }])).to_string();
     assert!(msg(json!("tags")).contains("`$`-prefixed field path"));
@@ -366,12 +417,23 @@ fn sample_replace_root_and_bucket() {
     assert!(got.iter().all(|id| ["o1", "o2", "o3", "o4", "o5"].contains(id)));
     assert_eq!(run(&db, "orders", json!([{"$sample": {"size": 50}}])).len(), 5);
     assert!(run(&db, "orders", json!([{"$sample": {"size": 0}}])).is_empty());
-    assert!(fails(&db, "orders", json!([{"$sample": 3}])).to_string().contains("named arguments"));
-    assert!(fails(&db, "orders", json!([{"$sample": {"size": -1}}])).to_string().contains("needs an integer"));
+    assert!(fails(&db, "orders", json!([{"$sample": 3}]))
+        .to_string()
+        .contains("named arguments"));
+    assert!(fails(&db, "orders", json!([{"$sample": {"size": -1}}]))
+        .to_string()
+        .contains("needs an integer"));
 
-    assert_eq!(run(&db, "shapes", json!([{"$replaceRoot": {"newRoot": "$b"}}])), vec![json!({"c": 2, "d": 3})]);
     assert_eq!(
-        run(&db, "shapes", json!([{"$replaceWith": {"$mergeObjects": [{"a": 0, "c": 0}, "$b"]}}])),
+        run(&db, "shapes", json!([{"$replaceRoot": {"newRoot": "$b"}}])),
+        vec![json!({"c": 2, "d": 3})]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "shapes",
+            json!([{"$replaceWith": {"$mergeObjects": [{"a": 0, "c": 0}, "$b"]}}])
+        ),
         vec![json!({"a": 0, "c": 2, "d": 3})]
     );
     let e = fails(&db, "shapes", json!([{"$replaceRoot": {"newRoot": "$a"}}]));
@@ -394,7 +456,11 @@ fn sample_replace_root_and_bucket() {
         ]
     );
     assert_eq!(
-        run(&db, "orders", json!([{"$bucket": {"groupBy": "$price", "boundaries": [0, 5, 100]}}])),
+        run(
+            &db,
+            "orders",
+            json!([{"$bucket": {"groupBy": "$price", "boundaries": [0, 5, 100]}}])
+        ),
         vec![json!({"_id": 0, "count": 4}), json!({"_id": 5, "count": 1})]
     );
     let msg = |spec: Value| fails(&db, "orders", json!([{ "$bucket": spec }])).to_string();
@@ -437,7 +503,11 @@ fn bucket_auto_spreads_documents_evenly() {
             json!({"_id": {"min": 2, "max": 2}, "count": 1})
         ]
     );
-    let e = fails(&db, "orders", json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 2, "granularity": "R5"}}]));
+    let e = fails(
+        &db,
+        "orders",
+        json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 2, "granularity": "R5"}}]),
+    );
     assert!(matches!(e, DbError::NotSupported(_)), "{e}");
     let e = fails(&db, "orders", json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 0}}]));
     assert!(e.to_string().contains("positive"), "{e}");
@@ -563,19 +633,35 @@ fn lookup_specifications_are_checked() {
         msg(json!({"from": "nope", "localField": "a", "foreignField": "b", "as": "x"})),
         DbError::CollectionNotExist(_)
     ));
-    assert!(msg(json!({"from": "owners", "localField": "a", "as": "x"})).to_string().contains("go together"));
-    assert!(msg(json!({"from": "owners", "as": "x"})).to_string().contains("or `pipeline`"));
-    assert!(msg(json!({"from": "owners", "localField": "a", "foreignField": "b"})).to_string().contains("needs `as`"));
-    assert!(msg(json!({"from": "owners", "let": {"X": 1}, "pipeline": [], "as": "x"})).to_string().contains("variable name"));
-    assert!(msg(json!({"from": "owners", "pipeline": {}, "as": "x"})).to_string().contains("must be an array"));
+    assert!(msg(json!({"from": "owners", "localField": "a", "as": "x"}))
+        .to_string()
+        .contains("go together"));
+    assert!(msg(json!({"from": "owners", "as": "x"}))
+        .to_string()
+        .contains("or `pipeline`"));
+    assert!(msg(json!({"from": "owners", "localField": "a", "foreignField": "b"}))
+        .to_string()
+        .contains("needs `as`"));
+    assert!(
+        msg(json!({"from": "owners", "let": {"X": 1}, "pipeline": [], "as": "x"}))
+            .to_string()
+            .contains("variable name")
+    );
+    assert!(msg(json!({"from": "owners", "pipeline": {}, "as": "x"}))
+        .to_string()
+        .contains("must be an array"));
     assert!(matches!(
         msg(json!({"from": "owners", "pipeline": [{"$out": "y"}], "as": "x"})),
         DbError::NotSupported(_)
     ));
-    assert!(msg(json!({"from": "bad/name", "pipeline": [], "as": "x"})).to_string().contains("invalid collection name"));
-    assert!(msg(json!({"from": "owners", "pipeline": [{"$match": {"$expr": "$$nope"}}], "as": "x"}))
+    assert!(msg(json!({"from": "bad/name", "pipeline": [], "as": "x"}))
         .to_string()
-        .contains("undefined variable"));
+        .contains("invalid collection name"));
+    assert!(
+        msg(json!({"from": "owners", "pipeline": [{"$match": {"$expr": "$$nope"}}], "as": "x"}))
+            .to_string()
+            .contains("undefined variable")
+    );
     // nesting is bounded
     let mut deep = json!([]);
     for _ in 0..10 {
@@ -593,16 +679,23 @@ fn malformed_pipelines_are_refused_with_the_stage_named() {
     let e = fails(&db, "orders", json!([{"$match": {}}, {"$frobnicate": {}}]));
     assert!(matches!(e, DbError::InvalidCommand(_)), "{e}");
     assert!(e.to_string().contains("unknown aggregation stage `$frobnicate`"));
-    assert!(fails(&db, "orders", json!([{"$match": {}, "$limit": 1}])).to_string().contains("exactly one field"));
-    assert!(fails(&db, "orders", json!(["$match"])).to_string().contains("exactly one field"));
-    assert!(matches!(fails(&db, "orders", json!({"$match": {}})), DbError::InvalidParam(_)));
+    assert!(fails(&db, "orders", json!([{"$match": {}, "$limit": 1}]))
+        .to_string()
+        .contains("exactly one field"));
+    assert!(fails(&db, "orders", json!(["$match"]))
+        .to_string()
+        .contains("exactly one field"));
+    assert!(matches!(
+        fails(&db, "orders", json!({"$match": {}})),
+        DbError::InvalidParam(_)
+    ));
     let many: Vec<Value> = (0..101).map(|_| json!({"$skip": 0})).collect();
     let e = fails(&db, "orders", Value::Array(many));
-    assert!(matches!(e, DbError::InvalidParam(_)) && e.to_string().contains("at most 100 stages"), "{e}");
-    assert!(matches!(
-        fails(&db, "nope", json!([])),
-        DbError::CollectionNotExist(_)
-    ));
+    assert!(
+        matches!(e, DbError::InvalidParam(_)) && e.to_string().contains("at most 100 stages"),
+        "{e}"
+    );
+    assert!(matches!(fails(&db, "nope", json!([])), DbError::CollectionNotExist(_)));
     // an empty pipeline returns the collection
     assert_eq!(run(&db, "orders", json!([])).len(), 5);
 }
@@ -625,7 +718,10 @@ fn big_store(limit: usize) -> (TempDir, Database) {
         aggregate_memory_limit: limit,
         ..Limits::default()
     };
-    store_with(limits, &[("big", Value::Array(docs)), ("small", json!([{"_id": "s1"}]))])
+    store_with(
+        limits,
+        &[("big", Value::Array(docs)), ("small", json!([{"_id": "s1"}]))],
+    )
 }
 
 #[test]
@@ -639,20 +735,37 @@ fn memory_is_bounded_per_aggregation() {
     assert!(over(json!([{"$group": {"_id": "$_id"}}])).starts_with("`$group` needs more memory"));
     assert!(over(json!([{"$sort": {"n": 1}}])).starts_with("`$sort`"));
     assert!(over(json!([{"$group": {"_id": null, "all": {"$push": "$$ROOT"}}}])).starts_with("`$group`"));
-    assert!(over(json!([{"$bucketAuto": {"groupBy": "$pad", "buckets": 2, "output": {"p": {"$push": "$pad"}}}}])).starts_with("`$bucketAuto`"));
+    assert!(
+        over(json!([{"$bucketAuto": {"groupBy": "$pad", "buckets": 2, "output": {"p": {"$push": "$pad"}}}}]))
+            .starts_with("`$bucketAuto`")
+    );
     assert!(over(json!([{"$sample": {"size": 1500}}])).starts_with("`$sample`"));
     assert!(over(json!([{"$lookup": {"from": "big", "pipeline": [], "as": "all"}}])).starts_with("`$lookup`"));
     // the same data in bounded shapes runs: a top-N sort, one group, a small sample
     let (_d2, small) = big_store(64 * 1024);
-    let out = run(&small, "big", json!([{"$sort": {"n": -1}}, {"$limit": 3}, {"$project": {"n": 1, "_id": 0}}]));
+    let out = run(
+        &small,
+        "big",
+        json!([{"$sort": {"n": -1}}, {"$limit": 3}, {"$project": {"n": 1, "_id": 0}}]),
+    );
     assert_eq!(out, vec![json!({"n": 1999}), json!({"n": 1998}), json!({"n": 1997})]);
-    let out = run(&small, "big", json!([{"$group": {"_id": null, "n": {"$sum": 1}, "max": {"$max": "$n"}}}]));
+    let out = run(
+        &small,
+        "big",
+        json!([{"$group": {"_id": null, "n": {"$sum": 1}, "max": {"$max": "$n"}}}]),
+    );
     assert_eq!(out, vec![json!({"_id": null, "n": 2000, "max": 1999})]);
     assert_eq!(run(&small, "big", json!([{"$sample": {"size": 5}}])).len(), 5);
     // with the default limit everything above runs
     let (_d3, roomy) = big_store(Limits::default().aggregate_memory_limit);
-    assert_eq!(run(&roomy, "big", json!([{"$group": {"_id": "$_id"}}, {"$count": "n"}])), vec![json!({"n": 2000})]);
-    assert_eq!(run(&roomy, "big", json!([{"$sort": {"n": 1}}, {"$count": "n"}])), vec![json!({"n": 2000})]);
+    assert_eq!(
+        run(&roomy, "big", json!([{"$group": {"_id": "$_id"}}, {"$count": "n"}])),
+        vec![json!({"n": 2000})]
+    );
+    assert_eq!(
+        run(&roomy, "big", json!([{"$sort": {"n": 1}}, {"$count": "n"}])),
+        vec![json!({"n": 2000})]
+    );
 }
 
 #[test]
@@ -676,7 +789,9 @@ fn scans_can_be_narrowed_after_parsing() {
         let mut scans = p.scans_mut();
         assert_eq!(scans.len(), 2);
         assert_eq!(scans[1].collection(), Some("owners"));
-        scans[0].set_query(Some(json!({"$and": [{"status": "open"}, {"owner": "alice"}]}))).unwrap();
+        scans[0]
+            .set_query(Some(json!({"$and": [{"status": "open"}, {"owner": "alice"}]})))
+            .unwrap();
         scans[1].set_query(Some(json!({"city": "Nowhere"}))).unwrap();
         assert_eq!(scans[1].collection(), Some("owners"));
     }

@@ -181,10 +181,12 @@ pub(super) fn key_bytes(v: Option<&Value>, out: &mut Vec<u8>) {
                 out.extend_from_slice(&u.to_le_bytes());
             } else {
                 let f = n.as_f64().unwrap_or(0.0);
-                if f.fract() == 0.0 && f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18 {
+                // 2^63: every integral double in [-2^63, 2^63) is an i64
+                const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+                if f.fract() == 0.0 && (-TWO_63..TWO_63).contains(&f) {
                     out.push(b'i');
                     out.extend_from_slice(&(f as i64).to_le_bytes());
-                } else if f.fract() == 0.0 && (0.0..1.844_674_407_370_955_2e19).contains(&f) {
+                } else if f.fract() == 0.0 && (0.0..2.0 * TWO_63).contains(&f) {
                     out.push(b'u');
                     out.extend_from_slice(&(f as u64).to_le_bytes());
                 } else {
@@ -317,7 +319,9 @@ pub(super) fn split_path(path: &str, what: &str) -> Result<Vec<String>, DbError>
         return Err(cmd(format!("{what}: field path `{path}` has an empty component")));
     }
     if segs.iter().any(|s| s.starts_with('$')) {
-        return Err(cmd(format!("{what}: field path `{path}` has a component starting with `$`")));
+        return Err(cmd(format!(
+            "{what}: field path `{path}` has a component starting with `$`"
+        )));
     }
     Ok(segs)
 }
