@@ -48,6 +48,8 @@ use values::{as_doc_mut, key_of, mem_size, set_plain};
 pub const MAX_STAGES: usize = 100;
 /// How deep `$lookup` pipelines may nest.
 pub const MAX_LOOKUP_DEPTH: usize = 8;
+/// Most stages in a pipeline and all its `$lookup` pipelines together.
+pub const MAX_TOTAL_STAGES: usize = 250;
 
 /// A scan of one collection: the aggregated collection (the pipeline's leading `$match`) or the
 /// collection a `$lookup` reads (its pipeline's leading `$match`). The access rules check and
@@ -100,6 +102,7 @@ impl Pipeline {
             scope: Scope::default(),
             depth: 0,
             next_id: 0,
+            total: 0,
         };
         Pipeline::parse_in(raw, &mut ctx)
     }
@@ -112,6 +115,12 @@ impl Pipeline {
             return Err(DbError::InvalidParam(format!(
                 "a pipeline has at most {MAX_STAGES} stages, this one has {}",
                 items.len()
+            )));
+        }
+        ctx.total += items.len();
+        if ctx.total > MAX_TOTAL_STAGES {
+            return Err(DbError::InvalidParam(format!(
+                "a pipeline and its `$lookup` pipelines have at most {MAX_TOTAL_STAGES} stages together"
             )));
         }
         let mut stages = Vec::with_capacity(items.len());

@@ -588,8 +588,11 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
                 0
             };
             env.spend(usize::try_from(count).unwrap_or(usize::MAX), n)?;
+            // every element lies between start and end, so it fits in an i64
             Some(Value::Array(
-                (0..count as i64).map(|k| Value::from(start + k * step)).collect(),
+                (0..count)
+                    .map(|k| Value::from((i128::from(start) + k * i128::from(step)) as i64))
+                    .collect(),
             ))
         }
         Op::ReverseArray => {
@@ -613,9 +616,9 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
             let (from, count) = if vals.len() == 2 {
                 let k = int_arg(n, a1, "the count")?;
                 if k >= 0 {
-                    (0, k)
+                    (0, k as u64)
                 } else {
-                    ((len + k).max(0), -k)
+                    ((len + k).max(0), k.unsigned_abs())
                 }
             } else {
                 let pos = int_arg(n, a1, "the position")?;
@@ -623,10 +626,15 @@ fn apply(op: Op, vals: &[Val<'_>], env: &mut Env) -> Result<Option<Value>, DbErr
                 if k <= 0 {
                     return Err(cmd("`$slice`: the count must be positive when a position is given"));
                 }
-                (if pos >= 0 { pos.min(len) } else { (len + pos).max(0) }, k)
+                (if pos >= 0 { pos.min(len) } else { (len + pos).max(0) }, k as u64)
             };
             Some(Value::Array(
-                items.iter().skip(from as usize).take(count as usize).cloned().collect(),
+                items
+                    .iter()
+                    .skip(from as usize)
+                    .take(usize::try_from(count).unwrap_or(usize::MAX))
+                    .cloned()
+                    .collect(),
             ))
         }
         Op::First | Op::Last => {

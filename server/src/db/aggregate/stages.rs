@@ -96,6 +96,8 @@ pub(super) struct ParseCtx {
     pub depth: usize,
     /// Gives every `$lookup` an id (its cache key for the run).
     pub next_id: usize,
+    /// Stages parsed so far in the whole pipeline, nested ones included.
+    pub total: usize,
 }
 
 /// `$match`: a query (the same matcher as `where()`), plus a top-level `$expr` if given.
@@ -892,11 +894,13 @@ impl Lookup {
             scope: Scope::new(names),
             depth: ctx.depth + 1,
             next_id: ctx.next_id,
+            total: ctx.total,
         };
         let empty = Value::Array(Vec::new());
         let mut pipeline = Pipeline::parse_in(m.get("pipeline").unwrap_or(&empty), &mut sub)?;
         pipeline.source.coll = Some(from.clone());
         ctx.next_id = sub.next_id;
+        ctx.total = sub.total;
         let id = ctx.next_id;
         ctx.next_id += 1;
         let uncorrelated = local.is_none() && lets.is_empty() && pipeline.free_vars().is_empty();

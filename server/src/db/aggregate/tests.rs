@@ -668,6 +668,20 @@ fn lookup_specifications_are_checked() {
         deep = json!([{"$lookup": {"from": "owners", "pipeline": deep, "as": "x"}}]);
     }
     assert!(fails(&db, "orders", deep).to_string().contains("nested at most"));
+    // a large pipeline tree runs (8 nested $lookups, 192 stages)
+    let mut deep = json!([]);
+    for _ in 0..7 {
+        let mut p: Vec<Value> = (0..26).map(|_| json!({"$skip": 0})).collect();
+        p.push(json!({"$lookup": {"from": "owners", "pipeline": deep, "as": "x"}}));
+        deep = Value::Array(p);
+    }
+    let out = run(&db, "orders", json!([{"$limit": 1}, {"$lookup": {"from": "owners", "pipeline": deep, "as": "x"}}, {"$project": {"n": {"$size": "$x"}}}]));
+    assert_eq!(out, vec![json!({"_id": "o1", "n": 3})]);
+    let mut wide: Vec<Value> = (0..98).map(|_| json!({"$skip": 0})).collect();
+    wide.push(json!({"$lookup": {"from": "owners", "pipeline": (0..100).map(|_| json!({"$skip": 0})).collect::<Vec<_>>(), "as": "x"}}));
+    wide.push(json!({"$lookup": {"from": "owners", "pipeline": (0..100).map(|_| json!({"$skip": 0})).collect::<Vec<_>>(), "as": "y"}}));
+    let e = fails(&db, "orders", Value::Array(wide));
+    assert!(e.to_string().contains("at most 250 stages together"), "{e}");
 }
 
 #[test]
