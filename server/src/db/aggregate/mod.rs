@@ -188,8 +188,8 @@ impl Pipeline {
         self.plan_sorts();
     }
 
-    /// A `$sort` directly followed by `$limit` (maybe with `$skip`s between) keeps only the
-    /// documents that can reach the output.
+    /// A `$sort` followed by `$limit` (maybe with `$skip`s, projections and lookups between)
+    /// keeps only the documents that can reach the output.
     fn plan_sorts(&mut self) {
         for i in 0..self.stages.len() {
             let mut skip: u64 = 0;
@@ -201,6 +201,8 @@ impl Pipeline {
                         keep = usize::try_from(skip.saturating_add(*n)).ok();
                         break;
                     }
+                    // one document in, one out: the limit after them still bounds the sort
+                    Stage::Project(_) | Stage::ReplaceRoot(_) | Stage::Lookup(_) => {}
                     _ => break,
                 }
             }

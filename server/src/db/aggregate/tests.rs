@@ -757,6 +757,10 @@ fn memory_is_bounded_per_aggregation() {
     assert!(over(json!([{"$lookup": {"from": "big", "pipeline": [], "as": "all"}}])).starts_with("`$lookup`"));
     // the same data in bounded shapes runs: a top-N sort, one group, a small sample
     let (_d2, small) = big_store(64 * 1024);
+    let mut p = small.pipeline(&json!([{"$sort": {"n": 1}}, {"$project": {"n": 1}}])).unwrap();
+    p.cap_output(2);
+    let out = small.aggregate(ENV, "big", &p).unwrap();
+    assert_eq!(out.iter().map(|r| r.get()).collect::<Vec<_>>(), [r#"{"_id":"d00000","n":0}"#, r#"{"_id":"d01679","n":1}"#]);
     let out = run(
         &small,
         "big",

@@ -238,11 +238,16 @@ pub(super) fn mem_size(v: &Value) -> usize {
 fn heap_size(v: &Value) -> usize {
     // per object entry: the key string, the value, the index map's hash and table slot
     const ENTRY: usize = 24 + std::mem::size_of::<Value>() + 8 + 16;
+    // what the allocator adds to each allocation (header, rounding)
+    const ALLOC: usize = 16;
     match v {
         Value::Null | Value::Bool(_) | Value::Number(_) => 0,
-        Value::String(s) => s.len(),
-        Value::Array(items) => items.iter().map(mem_size).sum(),
-        Value::Object(m) => 48 + m.iter().map(|(k, v)| ENTRY + k.len() + heap_size(v)).sum::<usize>(),
+        Value::String(s) if s.is_empty() => 0,
+        Value::String(s) => s.len() + ALLOC,
+        Value::Array(items) => ALLOC + items.iter().map(mem_size).sum::<usize>(),
+        Value::Object(m) => {
+            48 + 2 * ALLOC + m.iter().map(|(k, v)| ENTRY + k.len() + ALLOC + heap_size(v)).sum::<usize>()
+        }
     }
 }
 
