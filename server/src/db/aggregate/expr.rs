@@ -159,6 +159,13 @@ pub(super) enum Expr {
         right: bool,
     },
     Date(Box<DateExpr>),
+    /// `$regexMatch`, `$regexFind`, `$regexFindAll`.
+    Regex(Box<ops::RegexExpr>),
+    /// `$replaceOne`, `$replaceAll`.
+    Replace {
+        all: bool,
+        args: Box<[Expr; 3]>,
+    },
 }
 
 /// MongoDB expression operators this server does not implement (a clear error names them).
@@ -178,11 +185,6 @@ const UNSUPPORTED: &[&str] = &[
     "$dateSubtract",
     "$dateDiff",
     "$dateTrunc",
-    "$regexFind",
-    "$regexFindAll",
-    "$regexMatch",
-    "$replaceOne",
-    "$replaceAll",
     "$sortArray",
     "$maxN",
     "$minN",
@@ -477,6 +479,8 @@ impl Expr {
                 right,
             } => ops::trim(input, chars.as_deref(), *left, *right, root, env)?,
             Expr::Date(d) => d.eval(root, env)?,
+            Expr::Regex(r) => r.eval(root, env)?,
+            Expr::Replace { all, args } => ops::replace(*all, args, root, env)?,
         })
     }
 
@@ -553,6 +557,8 @@ impl Expr {
                 }
             }
             Expr::Date(de) => de.deps(bound, d),
+            Expr::Regex(r) => r.deps(bound, d),
+            Expr::Replace { args, .. } => args.iter().for_each(|e| e.deps(bound, d)),
         }
     }
 }
@@ -763,6 +769,25 @@ fn compile_op(name: &str, operand: &Value, scope: &mut Scope) -> Result<Expr, Db
                 chars: m.get("chars").map(|c| boxed(c, scope)).transpose()?,
                 left: name != "$rtrim",
                 right: name != "$ltrim",
+            }
+        }
+        "$regexMatch" | "$regexFind" | "$regexFindAll" => {
+            Expr::Regex(Box::new(ops::RegexExpr::compile(name, operand, scope)?))
+        }
+        "$replaceOne" | "$replaceAll" => {
+            let m = named_args(
+                name,
+                operand,
+                &["input", "find", "replacement"],
+                &["input", "find", "replacement"],
+            )?;
+            Expr::Replace {
+                all: name == "$replaceAll",
+                args: Box::new([
+                    Expr::compile(&m["input"], scope)?,
+                    Expr::compile(&m["find"], scope)?,
+                    Expr::compile(&m["replacement"], scope)?,
+                ]),
             }
         }
         n if UNSUPPORTED.contains(&n) => {

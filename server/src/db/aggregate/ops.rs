@@ -12,8 +12,10 @@ use super::expr::{Env, Expr};
 use super::values::{
     add, as_doc, cmd, compare_vals, double, is_doc, key_of, mul, shown, sub, truthy, type_name, Num, Val,
 };
+use crate::db::query::compile_regex;
 use crate::db::value::{as_date, parse_rfc3339};
 use crate::db::DbError;
+use regex::Regex;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Op {
@@ -1137,4 +1139,196 @@ pub(super) fn trim<'a>(
         t = t.trim_end_matches(strip);
     }
     Ok(Some(Cow::Owned(Value::String(t.to_string()))))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RegexKind {
+    Match,
+    Find,
+    FindAll,
+}
+
+/// `$regexMatch`, `$regexFind`, `$regexFindAll`: `{input, regex, options}`; the regex is compiled
+/// once when it is a constant.
+#[derive(Debug)]
+pub(super) struct RegexExpr {
+    name: &'static str,
+    kind: RegexKind,
+    input: Expr,
+    regex: Expr,
+    options: Option<Expr>,
+    fixed: Option<Regex>,
+}
+
+impl RegexExpr {
+    pub fn compile(name: &str, operand: &Value, scope: &mut super::expr::Scope) -> Result<RegexExpr, DbError> {
+        let (name, kind) = match name {
+            "$regexMatch" => ("$regexMatch", RegexKind::Match),
+            "$regexFind" => ("$regexFind", RegexKind::Find),
+            _ => ("$regexFindAll", RegexKind::FindAll),
+        };
+        let m = super::expr::named_args(name, operand, &["input", "regex", "options"], &["input", "regex"])?;
+        // a regular expression value ({$regex, $options}) is a constant, not an operator
+        let regex = match &m["regex"] {
+            r @ Value::Object(o) if o.contains_key("$regex") => Expr::Const(r.clone()),
+            other => Expr::compile(other, scope)?,
+        };
+        let options = m.get("options").map(|o| Expr::compile(o, scope)).transpose()?;
+        let fixed = match (&regex, &options) {
+            (Expr::Const(r), None) => pattern(name, Some(r), None)?
+                .map(|(p, o)| compile_regex(&p, &o))
+                .transpose()?,
+            (Expr::Const(r), Some(Expr::Const(o))) => pattern(name, Some(r), Some(o))?
+                .map(|(p, o)| compile_regex(&p, &o))
+                .transpose()?,
+            _ => None,
+        };
+        Ok(RegexExpr {
+            name,
+            kind,
+            input: Expr::compile(&m["input"], scope)?,
+            regex,
+            options,
+            fixed,
+        })
+    }
+
+    pub fn deps(&self, bound: &mut Vec<String>, d: &mut super::expr::Deps) {
+        self.input.deps(bound, d);
+        self.regex.deps(bound, d);
+        if let Some(o) = &self.options {
+            o.deps(bound, d);
+        }
+    }
+
+    pub fn eval<'a>(&'a self, root: &'a Value, env: &mut Env) -> Result<Val<'a>, DbError> {
+        let nothing = || {
+            Some(Cow::Owned(match self.kind {
+                RegexKind::Match => Value::Bool(false),
+                RegexKind::Find => Value::Null,
+                RegexKind::FindAll => Value::Array(Vec::new()),
+            }))
+        };
+        let input = self.input.eval(root, env)?;
+        let s = match input.as_deref() {
+            None | Some(Value::Null) => return Ok(nothing()),
+            Some(Value::String(s)) => s.clone(),
+            other => {
+                return Err(cmd(format!(
+                    "`{}` needs a string `input`, not {}",
+                    self.name,
+                    type_name(other)
+                )))
+            }
+        };
+        let compiled;
+        let re = match &self.fixed {
+            Some(re) => re,
+            None => {
+                let r = self.regex.eval(root, env)?;
+                let o = match &self.options {
+                    Some(o) => o.eval(root, env)?,
+                    None => None,
+                };
+                match pattern(self.name, r.as_deref(), o.as_deref())? {
+                    None => return Ok(nothing()),
+                    Some((p, o)) => {
+                        compiled = compile_regex(&p, &o)?;
+                        &compiled
+                    }
+                }
+            }
+        };
+        env.spend(s.len() / 16, self.name)?;
+        let found = |c: regex::Captures<'_>| -> Value {
+            let whole = c.get(0);
+            let mut m = Map::new();
+            m.insert(
+                "match".into(),
+                Value::String(whole.map_or("", |w| w.as_str()).to_string()),
+            );
+            let idx = whole.map_or(0, |w| s[..w.start()].chars().count());
+            m.insert("idx".into(), Value::from(idx));
+            let groups = c
+                .iter()
+                .skip(1)
+                .map(|g| g.map_or(Value::Null, |g| Value::String(g.as_str().to_string())))
+                .collect();
+            m.insert("captures".into(), Value::Array(groups));
+            Value::Object(m)
+        };
+        Ok(Some(Cow::Owned(match self.kind {
+            RegexKind::Match => Value::Bool(re.is_match(&s)),
+            RegexKind::Find => re.captures(&s).map_or(Value::Null, found),
+            RegexKind::FindAll => {
+                let mut out = Vec::new();
+                for c in re.captures_iter(&s) {
+                    env.spend(1, self.name)?;
+                    out.push(found(c));
+                }
+                Value::Array(out)
+            }
+        })))
+    }
+}
+
+/// The pattern and options of a `regex` argument (a string or `{$regex, $options}`) and an
+/// `options` argument; `None` when the regex is null or missing.
+fn pattern(op: &str, regex: Option<&Value>, options: Option<&Value>) -> Result<Option<(String, String)>, DbError> {
+    let extra = match options {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(o)) => o.clone(),
+        Some(other) => {
+            return Err(cmd(format!(
+                "`{op}`: `options` must be a string, not {}",
+                type_name(Some(other))
+            )))
+        }
+    };
+    match regex {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(p)) => Ok(Some((p.clone(), extra))),
+        Some(Value::Object(m)) if m.contains_key("$regex") => {
+            let p = m
+                .get("$regex")
+                .and_then(Value::as_str)
+                .ok_or_else(|| cmd(format!("`{op}`: `$regex` must be a string")))?;
+            let own = m.get("$options").and_then(Value::as_str).unwrap_or("");
+            if !own.is_empty() && !extra.is_empty() {
+                return Err(cmd(format!(
+                    "`{op}`: give the options either in the regex or in `options`, not both"
+                )));
+            }
+            Ok(Some((p.to_string(), format!("{own}{extra}"))))
+        }
+        Some(other) => Err(cmd(format!(
+            "`{op}`: `regex` must be a string or a regular expression, not {}",
+            type_name(Some(other))
+        ))),
+    }
+}
+
+/// `$replaceOne` / `$replaceAll`: literal (not regex) replacement; null if any argument is null.
+pub(super) fn replace<'a>(all: bool, args: &'a [Expr; 3], root: &'a Value, env: &mut Env) -> Result<Val<'a>, DbError> {
+    let op = if all { "$replaceAll" } else { "$replaceOne" };
+    let mut strs = Vec::with_capacity(3);
+    for (e, what) in args.iter().zip(["input", "find", "replacement"]) {
+        match e.eval(root, env)?.as_deref() {
+            None | Some(Value::Null) => return Ok(Some(Cow::Owned(Value::Null))),
+            Some(Value::String(s)) => strs.push(s.clone()),
+            other => {
+                return Err(cmd(format!(
+                    "`{op}`: `{what}` must be a string, not {}",
+                    type_name(other)
+                )))
+            }
+        }
+    }
+    let out = if all {
+        strs[0].replace(&strs[1], &strs[2])
+    } else {
+        strs[0].replacen(&strs[1], &strs[2], 1)
+    };
+    env.spend(out.len() / 16, op)?;
+    Ok(Some(Cow::Owned(Value::String(out))))
 }

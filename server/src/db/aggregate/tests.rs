@@ -675,7 +675,11 @@ fn lookup_specifications_are_checked() {
         p.push(json!({"$lookup": {"from": "owners", "pipeline": deep, "as": "x"}}));
         deep = Value::Array(p);
     }
-    let out = run(&db, "orders", json!([{"$limit": 1}, {"$lookup": {"from": "owners", "pipeline": deep, "as": "x"}}, {"$project": {"n": {"$size": "$x"}}}]));
+    let out = run(
+        &db,
+        "orders",
+        json!([{"$limit": 1}, {"$lookup": {"from": "owners", "pipeline": deep, "as": "x"}}, {"$project": {"n": {"$size": "$x"}}}]),
+    );
     assert_eq!(out, vec![json!({"_id": "o1", "n": 3})]);
     let mut wide: Vec<Value> = (0..98).map(|_| json!({"$skip": 0})).collect();
     wide.push(json!({"$lookup": {"from": "owners", "pipeline": (0..100).map(|_| json!({"$skip": 0})).collect::<Vec<_>>(), "as": "x"}}));
@@ -757,10 +761,15 @@ fn memory_is_bounded_per_aggregation() {
     assert!(over(json!([{"$lookup": {"from": "big", "pipeline": [], "as": "all"}}])).starts_with("`$lookup`"));
     // the same data in bounded shapes runs: a top-N sort, one group, a small sample
     let (_d2, small) = big_store(64 * 1024);
-    let mut p = small.pipeline(&json!([{"$sort": {"n": 1}}, {"$project": {"n": 1}}])).unwrap();
+    let mut p = small
+        .pipeline(&json!([{"$sort": {"n": 1}}, {"$project": {"n": 1}}]))
+        .unwrap();
     p.cap_output(2);
     let out = small.aggregate(ENV, "big", &p).unwrap();
-    assert_eq!(out.iter().map(|r| r.get()).collect::<Vec<_>>(), [r#"{"_id":"d00000","n":0}"#, r#"{"_id":"d01679","n":1}"#]);
+    assert_eq!(
+        out.iter().map(|r| r.get()).collect::<Vec<_>>(),
+        [r#"{"_id":"d00000","n":0}"#, r#"{"_id":"d01679","n":1}"#]
+    );
     let out = run(
         &small,
         "big",

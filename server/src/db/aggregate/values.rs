@@ -246,7 +246,10 @@ fn heap_size(v: &Value) -> usize {
         Value::String(s) => s.len() + ALLOC,
         Value::Array(items) => ALLOC + items.iter().map(mem_size).sum::<usize>(),
         Value::Object(m) => {
-            48 + 2 * ALLOC + m.iter().map(|(k, v)| ENTRY + k.len() + ALLOC + heap_size(v)).sum::<usize>()
+            48 + 2 * ALLOC
+                + m.iter()
+                    .map(|(k, v)| ENTRY + k.len() + ALLOC + heap_size(v))
+                    .sum::<usize>()
         }
     }
 }

@@ -335,7 +335,7 @@ fn regex_operand(pattern: &Value, options: &str) -> Result<Regex, DbError> {
 }
 
 /// Compiles a MongoDB-style regex with options i, m, s, x (u and g are accepted and ignored).
-fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
+pub(crate) fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
     let mut b = RegexBuilder::new(pattern);
     b.size_limit(REGEX_SIZE_LIMIT)
         .dfa_size_limit(REGEX_SIZE_LIMIT)
