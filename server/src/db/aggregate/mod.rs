@@ -21,6 +21,7 @@
 mod accumulate;
 mod date;
 mod expr;
+mod granularity;
 mod ops;
 mod stages;
 mod values;
@@ -826,20 +827,31 @@ impl<'a> Runner<'a> {
 }
 
 /// `$bucketAuto` over documents sorted by their key: buckets of about the same number of
-/// documents, equal keys never split, each bucket's `max` the next one's `min` (MongoDB's rules).
+/// documents, equal keys never split, each bucket's `max` the next one's `min` (MongoDB's rules);
+/// with a `granularity`, the boundaries are rounded to that series of preferred numbers.
 fn bucket_auto(b: &stages::BucketAuto, items: Vec<(Value, Vec<Option<Value>>, usize)>) -> Result<Vec<Value>, DbError> {
     let n = items.len();
     if n == 0 {
         return Ok(Vec::new());
     }
+    if let Some(g) = &b.granularity {
+        for (k, _, _) in &items {
+            g.check(k)?;
+        }
+    }
     let approx = ((n as f64 / b.buckets as f64).round() as usize).max(1);
     let mut out = Vec::new();
     let mut it = items.into_iter().peekable();
     let mut bucket_no = 0;
+    let mut previous_max: Option<Value> = None;
     while let Some(first) = it.next() {
         bucket_no += 1;
         let last_bucket = bucket_no == b.buckets;
-        let min = first.0.clone();
+        let min = match (&b.granularity, previous_max.take()) {
+            (Some(_), Some(pm)) => pm,
+            (Some(g), None) => g.round_down(&first.0)?,
+            (None, _) => first.0.clone(),
+        };
         let mut max = first.0.clone();
         let mut accs: Vec<AccState> = b.accs.iter().map(|a| AccState::new(a.op)).collect();
         let add = |item: &(Value, Vec<Option<Value>>, usize), accs: &mut Vec<AccState>| -> Result<(), DbError> {
@@ -856,11 +868,31 @@ fn bucket_auto(b: &stages::BucketAuto, items: Vec<(Value, Vec<Option<Value>>, us
             max = item.0;
             count += 1;
         }
-        while let Some(item) = it.next_if(|x| compare(&x.0, &max) == std::cmp::Ordering::Equal) {
-            add(&item, &mut accs)?;
-        }
-        if let Some(next) = it.peek() {
-            max = next.0.clone();
+        match &b.granularity {
+            None => {
+                while let Some(item) = it.next_if(|x| compare(&x.0, &max) == std::cmp::Ordering::Equal) {
+                    add(&item, &mut accs)?;
+                }
+                if let Some(next) = it.peek() {
+                    max = next.0.clone();
+                }
+            }
+            Some(g) => {
+                // values below the rounded-up boundary (or equal to the max) join this bucket
+                let bound = g.round_up(&max)?;
+                while let Some(item) = it.next_if(|x| {
+                    compare(&bound, &x.0) == std::cmp::Ordering::Greater
+                        || compare(&x.0, &max) == std::cmp::Ordering::Equal
+                }) {
+                    add(&item, &mut accs)?;
+                    max = item.0;
+                }
+                max = match it.peek() {
+                    Some(next) if bound.as_f64() == Some(0.0) => g.round_down(&next.0)?,
+                    _ => bound,
+                };
+                previous_max = Some(max.clone());
+            }
         }
         let mut m = Map::new();
         m.insert("_id".into(), json!({ "min": min, "max": max }));

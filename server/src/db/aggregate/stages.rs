@@ -642,6 +642,7 @@ pub(super) struct BucketAuto {
     pub group_by: Expr,
     pub buckets: usize,
     pub accs: Vec<AccSpec>,
+    pub granularity: Option<super::granularity::Granularity>,
 }
 
 impl BucketAuto {
@@ -653,11 +654,16 @@ impl BucketAuto {
             &["groupBy", "buckets", "output", "granularity"],
             &["groupBy", "buckets"],
         )?;
-        if m.contains_key("granularity") {
-            return Err(DbError::NotSupported(
-                "`$bucketAuto`: `granularity` (preferred number series) is not supported".into(),
-            ));
-        }
+        let granularity = match m.get("granularity") {
+            None => None,
+            Some(Value::String(name)) => Some(super::granularity::Granularity::named(name).ok_or_else(|| {
+                cmd(format!(
+                    "`$bucketAuto`: unknown `granularity` `{}` (R5, R10, R20, R40, R80, 1-2-5, E6, E12, E24, E48, E96, E192, POWERSOF2)",
+                    name.chars().take(32).collect::<String>()
+                ))
+            })?),
+            Some(_) => return Err(cmd("`$bucketAuto`: `granularity` must be a string such as \"R5\"")),
+        };
         let buckets = match Num::of(&m["buckets"]).and_then(Num::exact_int) {
             Some(n) if n > 0 && n <= i64::from(i32::MAX) => n as usize,
             _ => return Err(cmd("`$bucketAuto`: `buckets` must be a positive 32-bit integer")),
@@ -666,6 +672,7 @@ impl BucketAuto {
             group_by: group_by(S, &m["groupBy"], scope)?,
             buckets,
             accs: parse_outputs(S, m.get("output"), scope)?,
+            granularity,
         })
     }
 }

@@ -503,12 +503,44 @@ fn bucket_auto_spreads_documents_evenly() {
             json!({"_id": {"min": 2, "max": 2}, "count": 1})
         ]
     );
+    // boundaries rounded to a preferred number series
+    assert_eq!(
+        run(
+            &db,
+            "orders",
+            json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 2, "granularity": "R5"}}])
+        )
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>(),
+        [
+            r#"{"_id":{"min":0.63,"max":4.0},"count":3}"#,
+            r#"{"_id":{"min":4.0,"max":10.0},"count":2}"#
+        ]
+    );
+    assert_eq!(
+        run(
+            &db,
+            "orders",
+            json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 2, "granularity": "POWERSOF2"}}])
+        ),
+        vec![
+            json!({"_id": {"min": 0.5, "max": 4}, "count": 3}),
+            json!({"_id": {"min": 4, "max": 8}, "count": 2})
+        ]
+    );
     let e = fails(
         &db,
         "orders",
-        json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 2, "granularity": "R5"}}]),
+        json!([{"$bucketAuto": {"groupBy": "$owner", "buckets": 2, "granularity": "R5"}}]),
     );
-    assert!(matches!(e, DbError::NotSupported(_)), "{e}");
+    assert!(e.to_string().contains("non-negative numbers"), "{e}");
+    let e = fails(
+        &db,
+        "orders",
+        json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 2, "granularity": "R7"}}]),
+    );
+    assert!(e.to_string().contains("unknown `granularity` `R7`"), "{e}");
     let e = fails(&db, "orders", json!([{"$bucketAuto": {"groupBy": "$n", "buckets": 0}}]));
     assert!(e.to_string().contains("positive"), "{e}");
 }

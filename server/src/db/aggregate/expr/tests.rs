@@ -265,15 +265,30 @@ fn string_operators() {
 
 #[test]
 fn regex_and_replace_operators() {
-    assert_eq!(ev(json!({"$regexMatch": {"input": "$s", "regex": "^h.l"}})), json!(true));
-    assert_eq!(ev(json!({"$regexMatch": {"input": "HELLO", "regex": "hel", "options": "i"}})), json!(true));
-    assert_eq!(ev(json!({"$regexMatch": {"input": "HELLO", "regex": {"$regex": "hel", "$options": "i"}}})), json!(true));
+    assert_eq!(
+        ev(json!({"$regexMatch": {"input": "$s", "regex": "^h.l"}})),
+        json!(true)
+    );
+    assert_eq!(
+        ev(json!({"$regexMatch": {"input": "HELLO", "regex": "hel", "options": "i"}})),
+        json!(true)
+    );
+    assert_eq!(
+        ev(json!({"$regexMatch": {"input": "HELLO", "regex": {"$regex": "hel", "$options": "i"}}})),
+        json!(true)
+    );
     assert_eq!(
         ev(json!({"$regexMatch": {"input": "x", "regex": {"$regularExpression": {"pattern": "X", "options": "i"}}}})),
         json!(true)
     );
-    assert_eq!(ev(json!({"$regexMatch": {"input": "$nope", "regex": "a"}})), json!(false));
-    assert_eq!(ev(json!({"$regexMatch": {"input": "abc", "regex": "$nope"}})), json!(false));
+    assert_eq!(
+        ev(json!({"$regexMatch": {"input": "$nope", "regex": "a"}})),
+        json!(false)
+    );
+    assert_eq!(
+        ev(json!({"$regexMatch": {"input": "abc", "regex": "$nope"}})),
+        json!(false)
+    );
     assert_eq!(
         ev(json!({"$regexFind": {"input": "héllo 42 and 7", "regex": "([a-z]+) (\\d+)"}})),
         json!({"match": "llo 42", "idx": 2, "captures": ["llo", "42"]})
@@ -288,24 +303,46 @@ fn regex_and_replace_operators() {
             {"match": "2", "idx": 4, "captures": ["2", null]}
         ])
     );
-    assert_eq!(ev(json!({"$regexFindAll": {"input": "$nope", "regex": "a"}})), json!([]));
+    assert_eq!(
+        ev(json!({"$regexFindAll": {"input": "$nope", "regex": "a"}})),
+        json!([])
+    );
     assert!(err(json!({"$regexMatch": {"input": 5, "regex": "a"}})).contains("needs a string `input`, not int"));
     assert!(matches!(
         eval_on(json!({"$regexMatch": {"input": "a", "regex": "("}}), &doc()),
         Err(DbError::InvalidRegex(_))
     ));
     assert!(matches!(
-        eval_on(json!({"$regexMatch": {"input": "a", "regex": "$s"}}), &json!({"s": "("})),
+        eval_on(
+            json!({"$regexMatch": {"input": "a", "regex": "$s"}}),
+            &json!({"s": "("})
+        ),
         Err(DbError::InvalidRegex(_))
     ));
-    assert!(err(json!({"$regexMatch": {"input": "a", "regex": {"$regex": "a", "$options": "i"}, "options": "m"}}))
-        .contains("not both"));
+    assert!(
+        err(json!({"$regexMatch": {"input": "a", "regex": {"$regex": "a", "$options": "i"}, "options": "m"}}))
+            .contains("not both")
+    );
     assert!(err(json!({"$regexMatch": {"input": "a"}})).contains("needs `regex`"));
-    assert_eq!(ev(json!({"$replaceOne": {"input": "a-b-c", "find": "-", "replacement": "+"}})), json!("a+b-c"));
-    assert_eq!(ev(json!({"$replaceAll": {"input": "a-b-c", "find": "-", "replacement": ""}})), json!("abc"));
-    assert_eq!(ev(json!({"$replaceAll": {"input": "a.c", "find": ".", "replacement": "b"}})), json!("abc"));
-    assert_eq!(ev(json!({"$replaceAll": {"input": "$nope", "find": "-", "replacement": "+"}})), json!(null));
-    assert!(err(json!({"$replaceOne": {"input": "a", "find": 1, "replacement": "b"}})).contains("`find` must be a string"));
+    assert_eq!(
+        ev(json!({"$replaceOne": {"input": "a-b-c", "find": "-", "replacement": "+"}})),
+        json!("a+b-c")
+    );
+    assert_eq!(
+        ev(json!({"$replaceAll": {"input": "a-b-c", "find": "-", "replacement": ""}})),
+        json!("abc")
+    );
+    assert_eq!(
+        ev(json!({"$replaceAll": {"input": "a.c", "find": ".", "replacement": "b"}})),
+        json!("abc")
+    );
+    assert_eq!(
+        ev(json!({"$replaceAll": {"input": "$nope", "find": "-", "replacement": "+"}})),
+        json!(null)
+    );
+    assert!(
+        err(json!({"$replaceOne": {"input": "a", "find": 1, "replacement": "b"}})).contains("`find` must be a string")
+    );
 }
 
 #[test]
