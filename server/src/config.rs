@@ -99,7 +99,7 @@ pub struct ServeArgs {
     /// Most documents one list request returns to a mini-program (WeChat) user, as wx.cloud [default: 20]
     #[arg(long, env = "LIGHTBASE_WX_MAX_LIMIT", value_name = "N")]
     pub wx_max_limit: Option<usize>,
-    /// Bytes one aggregation may hold in memory ($group, $sort, $bucketAuto, $sample, $lookup),
+    /// Bytes one aggregation may hold in memory ($group, $sort, $bucketAuto, $sample, $facet, $lookup),
     /// estimated; more fails with DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED [default: 104857600]
     #[arg(long, env = "LIGHTBASE_AGGREGATE_MEMORY_LIMIT", value_name = "BYTES")]
     pub aggregate_memory_limit: Option<usize>,

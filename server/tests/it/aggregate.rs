@@ -609,6 +609,9 @@ async fn lookups_apply_the_rules_of_the_collection_they_read() {
         denied(&r) && r.as_ref().unwrap_err().contains("`$lookup` from `secrets`"),
         "{r:?}"
     );
+    // inside $facet too
+    let faceted = json!([{"$facet": {"j": [{"$lookup": {"from": "secrets", "localField": "_id", "foreignField": "post", "as": "s"}}]}}]);
+    assert!(denied(&both(&svc, Some(&a.token), "posts", faceted).await));
     // nested in a sub-pipeline too
     let nested = json!([{"$lookup": {"from": "public", "as": "x", "pipeline": [
         {"$lookup": {"from": "secrets", "localField": "post", "foreignField": "post", "as": "y"}}]}}]);

@@ -154,101 +154,132 @@ impl Pipeline {
                 }),
             );
         }
-        let mut p = Pipeline {
+        plan_sorts(&mut stages);
+        Ok(Pipeline {
             source: scan_of(query)?,
             stages,
-        };
-        p.plan_sorts();
-        Ok(p)
+        })
     }
 
     /// Every scan the pipeline makes: its source, then each `$lookup`'s (nested ones too).
     pub fn scans_mut(&mut self) -> Vec<&mut Scan> {
         let mut out = vec![&mut self.source];
-        for s in &mut self.stages {
-            if let Stage::Lookup(l) = s {
-                out.extend(l.pipeline.scans_mut());
-            }
-        }
+        scans_in(&mut self.stages, &mut out);
         out
     }
 
     fn scans(&self) -> Vec<&Scan> {
         let mut out = vec![&self.source];
-        for s in &self.stages {
-            if let Stage::Lookup(l) = s {
-                out.extend(l.pipeline.scans());
-            }
-        }
+        scans_in_ref(&self.stages, &mut out);
         out
     }
 
     /// Returns at most `n` documents (the client limit cap): a final `$limit`.
     pub fn cap_output(&mut self, n: usize) {
         self.stages.push(Stage::Limit(n.max(1) as u64));
-        self.plan_sorts();
-    }
-
-    /// A `$sort` followed by `$limit` (maybe with `$skip`s, projections and lookups between)
-    /// keeps only the documents that can reach the output.
-    fn plan_sorts(&mut self) {
-        for i in 0..self.stages.len() {
-            let mut skip: u64 = 0;
-            let mut keep = None;
-            for s in &self.stages[i + 1..] {
-                match s {
-                    Stage::Skip(k) => skip = skip.saturating_add(*k),
-                    Stage::Limit(n) => {
-                        keep = usize::try_from(skip.saturating_add(*n)).ok();
-                        break;
-                    }
-                    // one document in, one out: the limit after them still bounds the sort
-                    Stage::Project(_) | Stage::ReplaceRoot(_) | Stage::Lookup(_) => {}
-                    _ => break,
-                }
-            }
-            if let Some(Stage::Sort(s)) = self.stages.get_mut(i) {
-                s.keep = keep;
-            }
-        }
+        plan_sorts(&mut self.stages);
     }
 
     /// Variables the pipeline uses that it does not define.
     fn free_vars(&self) -> Vec<String> {
-        let mut d = Deps::default();
-        for s in &self.stages {
-            stage_deps(s, &mut d);
-            if let Stage::Lookup(l) = s {
-                for v in l.pipeline.free_vars() {
-                    if !l.lets.iter().any(|(n, _)| *n == v) && !d.vars.contains(&v) {
-                        d.vars.push(v);
-                    }
-                }
-            }
-        }
-        d.vars
+        free_vars_of(&self.stages)
     }
 
     /// The top-level fields the source scan must decode (`None`: whole documents).
     fn source_fields(&self) -> Option<Vec<String>> {
-        let mut d = Deps::default();
-        for s in &self.stages {
-            let exhaustive = stage_deps(s, &mut d);
-            if d.whole {
-                return None;
-            }
-            if exhaustive {
-                let mut fields = d.fields;
-                for f in self.source.filter.fields() {
-                    if !fields.iter().any(|x| x == f) {
-                        fields.push(f.to_string());
-                    }
-                }
-                return Some(fields);
+        let mut fields = fields_of(&self.stages)?;
+        for f in self.source.filter.fields() {
+            if !fields.iter().any(|x| x == f) {
+                fields.push(f.to_string());
             }
         }
-        None
+        Some(fields)
     }
+}
+
+fn scans_in<'a>(stages: &'a mut [Stage], out: &mut Vec<&'a mut Scan>) {
+    for s in stages {
+        match s {
+            Stage::Lookup(l) => out.extend(l.pipeline.scans_mut()),
+            Stage::Facet(branches) => branches.iter_mut().for_each(|(_, b)| scans_in(b, out)),
+            _ => {}
+        }
+    }
+}
+
+fn scans_in_ref<'a>(stages: &'a [Stage], out: &mut Vec<&'a Scan>) {
+    for s in stages {
+        match s {
+            Stage::Lookup(l) => out.extend(l.pipeline.scans()),
+            Stage::Facet(branches) => branches.iter().for_each(|(_, b)| scans_in_ref(b, out)),
+            _ => {}
+        }
+    }
+}
+
+/// A `$sort` followed by `$limit` (maybe with `$skip`s, projections and lookups between)
+/// keeps only the documents that can reach the output.
+fn plan_sorts(stages: &mut [Stage]) {
+    for i in 0..stages.len() {
+        let mut skip: u64 = 0;
+        let mut keep = None;
+        for s in &stages[i + 1..] {
+            match s {
+                Stage::Skip(k) => skip = skip.saturating_add(*k),
+                Stage::Limit(n) => {
+                    keep = usize::try_from(skip.saturating_add(*n)).ok();
+                    break;
+                }
+                // one document in, one out: the limit after them still bounds the sort
+                Stage::Project(_) | Stage::ReplaceRoot(_) | Stage::Lookup(_) => {}
+                _ => break,
+            }
+        }
+        match stages.get_mut(i) {
+            Some(Stage::Sort(s)) => s.keep = keep,
+            Some(Stage::Facet(branches)) => branches.iter_mut().for_each(|(_, b)| plan_sorts(b)),
+            _ => {}
+        }
+    }
+}
+
+/// Variables used by these stages (and the pipelines in them) that they do not define.
+fn free_vars_of(stages: &[Stage]) -> Vec<String> {
+    let mut d = Deps::default();
+    for s in stages {
+        stage_deps(s, &mut d);
+        let mut inner = |vars: Vec<String>, defined: &[String]| {
+            for v in vars {
+                if !defined.contains(&v) && !d.vars.contains(&v) {
+                    d.vars.push(v);
+                }
+            }
+        };
+        match s {
+            Stage::Lookup(l) => {
+                let lets: Vec<String> = l.lets.iter().map(|(n, _)| n.clone()).collect();
+                inner(l.pipeline.free_vars(), &lets);
+            }
+            Stage::Facet(branches) => branches.iter().for_each(|(_, b)| inner(free_vars_of(b), &[])),
+            _ => {}
+        }
+    }
+    d.vars
+}
+
+/// The top-level fields these stages read from their input documents (`None`: all of them).
+fn fields_of(stages: &[Stage]) -> Option<Vec<String>> {
+    let mut d = Deps::default();
+    for s in stages {
+        let exhaustive = stage_deps(s, &mut d);
+        if d.whole {
+            return None;
+        }
+        if exhaustive {
+            return Some(d.fields);
+        }
+    }
+    None
 }
 
 impl Database {
@@ -421,6 +452,8 @@ enum State {
     Bucket(Vec<Option<Vec<AccState>>>),
     /// (group-by key, accumulator inputs, bytes) per document.
     BucketAuto(Vec<(Value, Vec<Option<Value>>, usize)>),
+    /// Every input document, for each `$facet` branch to run over.
+    Facet(Vec<Value>),
 }
 
 #[derive(Default)]
@@ -455,6 +488,7 @@ impl<'a> Runner<'a> {
                 },
                 Stage::Bucket(b) => State::Bucket((0..b.boundaries.len()).map(|_| None).collect()),
                 Stage::BucketAuto(_) => State::BucketAuto(Vec::new()),
+                Stage::Facet(_) => State::Facet(Vec::new()),
                 _ => State::None,
             })
             .collect();
@@ -641,6 +675,14 @@ impl<'a> Runner<'a> {
                 }
                 Ok(Flow::Go)
             }
+            Stage::Facet(_) => {
+                let n = mem_size(&doc);
+                self.charge(i, n)?;
+                if let State::Facet(docs) = &mut self.states[i] {
+                    docs.push(doc);
+                }
+                Ok(Flow::Go)
+            }
             Stage::BucketAuto(b) => {
                 let key = b
                     .group_by
@@ -748,6 +790,14 @@ impl<'a> Runner<'a> {
                 out.sort_by(|a, b| compare(&a.0, &b.0));
                 out.into_iter().map(|(_, d)| d).collect()
             }
+            (Stage::Facet(branches), State::Facet(docs)) => {
+                let mut m = Map::with_capacity(branches.len());
+                for (name, stages) in branches {
+                    let out = self.run_stages(stages, docs.iter(), self.env.vars().to_vec())?;
+                    m.insert(name.clone(), Value::Array(out));
+                }
+                vec![Value::Object(m)]
+            }
             (Stage::BucketAuto(b), State::BucketAuto(mut items)) => {
                 items.sort_by(|x, y| compare(&x.0, &y.0));
                 bucket_auto(b, items)?
@@ -805,11 +855,21 @@ impl<'a> Runner<'a> {
         docs: impl Iterator<Item = &'x Value>,
         vars: Vec<(String, Value)>,
     ) -> Result<Vec<Value>, DbError> {
+        self.run_stages(&l.pipeline.stages, docs, vars)
+    }
+
+    /// Runs stages over documents (a `$lookup` pipeline, a `$facet` branch); their result.
+    fn run_stages<'x>(
+        &self,
+        stages: &'a [Stage],
+        docs: impl Iterator<Item = &'x Value>,
+        vars: Vec<(String, Value)>,
+    ) -> Result<Vec<Value>, DbError> {
         let sink = Sink::Collect {
             docs: Vec::new(),
             charged: 0,
         };
-        let mut sub = Runner::new(&l.pipeline.stages, self.ctx, Env::with_vars(self.ctx.now, vars), sink);
+        let mut sub = Runner::new(stages, self.ctx, Env::with_vars(self.ctx.now, vars), sink);
         for d in docs {
             if sub.push(0, d.clone())? == Flow::Stop {
                 break;

@@ -22,7 +22,6 @@ use crate::db::DbError;
 /// Stages MongoDB has that this server does not run (a clear `NOT_SUPPORTED` names them).
 const UNSUPPORTED: &[&str] = &[
     "$geoNear",
-    "$facet",
     "$graphLookup",
     "$out",
     "$merge",
@@ -62,6 +61,8 @@ pub(super) enum Stage {
     ReplaceRoot(Expr),
     Bucket(Bucket),
     BucketAuto(BucketAuto),
+    /// `$facet`: named sub-pipelines, each over every input document.
+    Facet(Vec<(String, Vec<Stage>)>),
 }
 
 impl Stage {
@@ -84,6 +85,7 @@ impl Stage {
             Stage::ReplaceRoot(_) => "$replaceRoot",
             Stage::Bucket(_) => "$bucket",
             Stage::BucketAuto(_) => "$bucketAuto",
+            Stage::Facet(_) => "$facet",
         }
     }
 }
@@ -1116,6 +1118,7 @@ pub(super) fn parse_stage(stage: &Value, ctx: &mut ParseCtx) -> Result<Vec<Stage
         "$replaceWith" => Stage::ReplaceRoot(Expr::compile(spec, scope)?),
         "$bucket" => Stage::Bucket(Bucket::parse(spec, scope)?),
         "$bucketAuto" => Stage::BucketAuto(BucketAuto::parse(spec, scope)?),
+        "$facet" => Stage::Facet(parse_facet(spec, ctx)?),
         n if UNSUPPORTED.contains(&n) => {
             return Err(DbError::NotSupported(format!(
                 "the aggregation stage `{n}` is not supported"
@@ -1128,6 +1131,42 @@ pub(super) fn parse_stage(stage: &Value, ctx: &mut ParseCtx) -> Result<Vec<Stage
             )))
         }
     }])
+}
+
+/// `$facet`: `{name: [stages], …}`; the branches cannot hold another `$facet`.
+fn parse_facet(spec: &Value, ctx: &mut ParseCtx) -> Result<Vec<(String, Vec<Stage>)>, DbError> {
+    let m = match spec {
+        Value::Object(m) if !m.is_empty() && is_doc(spec) => m,
+        _ => return Err(cmd("`$facet` needs a non-empty object of named pipelines")),
+    };
+    let mut out = Vec::with_capacity(m.len());
+    for (name, branch) in m {
+        if name.is_empty() || name.starts_with('$') || name.contains('.') {
+            return Err(cmd(format!(
+                "`$facet`: the name `{name}` cannot be empty, start with `$` or contain `.`"
+            )));
+        }
+        let items = branch
+            .as_array()
+            .ok_or_else(|| cmd(format!("`$facet`: `{name}` must be an array of stages")))?;
+        ctx.total += items.len();
+        if items.len() > super::MAX_STAGES || ctx.total > super::MAX_TOTAL_STAGES {
+            return Err(DbError::InvalidParam(format!(
+                "a pipeline has at most {} stages ({} with every nested one)",
+                super::MAX_STAGES,
+                super::MAX_TOTAL_STAGES
+            )));
+        }
+        let mut stages = Vec::with_capacity(items.len());
+        for item in items {
+            if item.as_object().is_some_and(|s| s.contains_key("$facet")) {
+                return Err(cmd("`$facet` cannot be used inside `$facet`"));
+            }
+            stages.extend(parse_stage(item, ctx)?);
+        }
+        out.push((name.clone(), stages));
+    }
+    Ok(out)
 }
 
 /// `$replaceRoot`: the new document, which must be an object.
@@ -1195,6 +1234,15 @@ pub(super) fn stage_deps(stage: &Stage, d: &mut Deps) -> bool {
         Stage::BucketAuto(b) => {
             b.group_by.deps(&mut bound, d);
             b.accs.iter().for_each(|a| a.arg.deps(&mut bound, d));
+            true
+        }
+        Stage::Facet(branches) => {
+            for (_, b) in branches {
+                match super::fields_of(b) {
+                    Some(fields) => fields.iter().for_each(|f| d.field(f)),
+                    None => d.whole = true,
+                }
+            }
             true
         }
     }

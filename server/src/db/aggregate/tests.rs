@@ -546,6 +546,63 @@ fn bucket_auto_spreads_documents_evenly() {
 }
 
 #[test]
+fn facet_runs_each_branch_over_the_same_documents() {
+    let (_d, db) = store();
+    let out = run(
+        &db,
+        "orders",
+        json!([
+            {"$match": {"status": "open"}},
+            {"$facet": {
+                "page": [{"$sort": {"n": -1}}, {"$skip": 1}, {"$limit": 1}, {"$project": {"n": 1}}],
+                "total": [{"$count": "n"}],
+                "byOwner": [{"$sortByCount": "$owner"}],
+                "all": []
+            }}
+        ]),
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0]["page"], json!([{"_id": "o1", "n": 3}]));
+    assert_eq!(out[0]["total"], json!([{"n": 3}]));
+    assert_eq!(
+        out[0]["byOwner"],
+        json!([{"_id": "alice", "count": 2}, {"_id": null, "count": 1}])
+    );
+    assert_eq!(out[0]["all"].as_array().map(Vec::len), Some(3));
+    // one document even when nothing comes in
+    assert_eq!(
+        run(
+            &db,
+            "orders",
+            json!([{"$match": {"status": "none"}}, {"$facet": {"a": [{"$count": "n"}], "b": []}}])
+        ),
+        vec![json!({"a": [], "b": []})]
+    );
+    let fields = |p: Value| db.pipeline(&p).unwrap().source_fields();
+    assert_eq!(
+        fields(json!([{"$facet": {"a": [{"$count": "n"}], "b": [{"$group": {"_id": "$owner"}}]}}])),
+        Some(vec!["owner".to_string()])
+    );
+    assert_eq!(
+        fields(json!([{"$facet": {"a": [{"$count": "n"}], "b": [{"$limit": 1}]}}])),
+        None
+    );
+    let mut p = db
+        .pipeline(&json!([{"$facet": {"x": [{"$lookup": {"from": "owners", "localField": "owner", "foreignField": "_id", "as": "o"}}]}}]))
+        .unwrap();
+    assert_eq!(
+        p.scans_mut().len(),
+        2,
+        "a $lookup inside $facet is a scan the rules see"
+    );
+    let msg = |spec: Value| fails(&db, "orders", json!([{ "$facet": spec }])).to_string();
+    assert!(msg(json!({})).contains("non-empty object"));
+    assert!(msg(json!({"a": {}})).contains("must be an array of stages"));
+    assert!(msg(json!({"a": [{"$facet": {"b": []}}]})).contains("inside `$facet`"));
+    assert!(msg(json!({"$a": []})).contains("cannot be empty, start with `$`"));
+}
+
+#[test]
 fn lookup_by_fields_matches_like_a_query() {
     let (_d, db) = store();
     let out = run(
