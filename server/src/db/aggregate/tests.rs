@@ -916,3 +916,396 @@ fn scans_can_be_narrowed_after_parsing() {
     assert_eq!(ids(&got), ["o1", "o3"]);
     assert!(got.iter().all(|d| d["w"] == json!([])));
 }
+
+/// A random JSON value built from aggregation vocabulary (operators, named arguments, paths).
+fn random_spec(rng: &mut rand::rngs::ThreadRng, depth: usize) -> Value {
+    use rand::Rng;
+    const OPS: &[&str] = &[
+        "$add",
+        "$subtract",
+        "$multiply",
+        "$divide",
+        "$mod",
+        "$pow",
+        "$round",
+        "$trunc",
+        "$abs",
+        "$sqrt",
+        "$log",
+        "$concat",
+        "$substrBytes",
+        "$substrCP",
+        "$split",
+        "$indexOfBytes",
+        "$indexOfCP",
+        "$strLenCP",
+        "$toUpper",
+        "$trim",
+        "$regexMatch",
+        "$regexFind",
+        "$replaceAll",
+        "$size",
+        "$arrayElemAt",
+        "$slice",
+        "$range",
+        "$in",
+        "$indexOfArray",
+        "$reverseArray",
+        "$concatArrays",
+        "$zip",
+        "$map",
+        "$filter",
+        "$reduce",
+        "$let",
+        "$cond",
+        "$switch",
+        "$ifNull",
+        "$and",
+        "$or",
+        "$not",
+        "$eq",
+        "$cmp",
+        "$sum",
+        "$avg",
+        "$max",
+        "$stdDevSamp",
+        "$setUnion",
+        "$setIntersection",
+        "$setEquals",
+        "$mergeObjects",
+        "$objectToArray",
+        "$arrayToObject",
+        "$dateToString",
+        "$year",
+        "$isoWeek",
+        "$dateFromParts",
+        "$dateFromString",
+        "$dateToParts",
+        "$toInt",
+        "$toDate",
+        "$toString",
+        "$type",
+        "$literal",
+        "$first",
+        "$last",
+        "$push",
+        "$addToSet",
+        "$count",
+    ];
+    const KEYS: &[&str] = &[
+        "input",
+        "as",
+        "in",
+        "cond",
+        "limit",
+        "date",
+        "format",
+        "timezone",
+        "vars",
+        "branches",
+        "case",
+        "then",
+        "default",
+        "regex",
+        "options",
+        "find",
+        "replacement",
+        "inputs",
+        "useLongestLength",
+        "defaults",
+        "dateString",
+        "onError",
+        "onNull",
+        "year",
+        "month",
+        "day",
+        "isoWeekYear",
+        "initialValue",
+        "if",
+        "else",
+        "size",
+        "path",
+        "groupBy",
+        "boundaries",
+        "buckets",
+        "granularity",
+        "output",
+        "from",
+        "localField",
+        "foreignField",
+        "pipeline",
+        "let",
+        "newRoot",
+        "_id",
+        "includeArrayIndex",
+        "preserveNullAndEmptyArrays",
+        "n",
+        "tags",
+        "owner",
+        "a.b",
+    ];
+    const LEAVES: &[&str] = &[
+        "$n",
+        "$tags",
+        "$owner",
+        "$price",
+        "$nope",
+        "$$ROOT",
+        "$$this",
+        "$$value",
+        "$$REMOVE",
+        "x",
+        "",
+        "%Y-%j",
+        "Asia/Shanghai",
+        "+08:00",
+        "2024-01-01",
+        "^a",
+        "orders",
+        "owners",
+        "R5",
+    ];
+    let leaf = |rng: &mut rand::rngs::ThreadRng| -> Value {
+        match rng.random_range(0..9) {
+            0 => json!(null),
+            1 => json!(rng.random_range(-3i64..20)),
+            2 => json!(rng.random_range(-3.0f64..20.0)),
+            3 => json!(true),
+            4 => json!(i64::MAX),
+            5 => json!([]),
+            6 => json!({}),
+            7 => json!({"$date": 1_700_000_000_000i64}),
+            _ => json!(LEAVES[rng.random_range(0..LEAVES.len())]),
+        }
+    };
+    if depth == 0 || rng.random_range(0..4) == 0 {
+        return leaf(rng);
+    }
+    match rng.random_range(0..3) {
+        0 => {
+            let n = rng.random_range(0..4);
+            Value::Array((0..n).map(|_| random_spec(rng, depth - 1)).collect())
+        }
+        1 => {
+            let mut m = serde_json::Map::new();
+            m.insert(
+                OPS[rng.random_range(0..OPS.len())].to_string(),
+                random_spec(rng, depth - 1),
+            );
+            Value::Object(m)
+        }
+        _ => {
+            let mut m = serde_json::Map::new();
+            for _ in 0..rng.random_range(1..4) {
+                m.insert(
+                    KEYS[rng.random_range(0..KEYS.len())].to_string(),
+                    random_spec(rng, depth - 1),
+                );
+            }
+            Value::Object(m)
+        }
+    }
+}
+
+/// A random, mostly well-formed expression over the test documents.
+fn random_expr(rng: &mut rand::rngs::ThreadRng, depth: usize) -> Value {
+    use rand::Rng;
+    const PATHS: &[&str] = &["$n", "$tags", "$owner", "$price", "$nope", "$status", "$_id", "$$ROOT"];
+    const BINARY: &[&str] = &[
+        "$add",
+        "$subtract",
+        "$multiply",
+        "$divide",
+        "$mod",
+        "$pow",
+        "$concat",
+        "$eq",
+        "$cmp",
+        "$lt",
+        "$in",
+        "$arrayElemAt",
+        "$slice",
+        "$split",
+        "$setUnion",
+        "$setDifference",
+        "$ifNull",
+        "$max",
+        "$min",
+        "$round",
+        "$trunc",
+        "$log",
+        "$indexOfBytes",
+        "$strcasecmp",
+        "$concatArrays",
+        "$mergeObjects",
+        "$range",
+        "$indexOfArray",
+        "$setIsSubset",
+    ];
+    const UNARY: &[&str] = &[
+        "$abs",
+        "$size",
+        "$toUpper",
+        "$year",
+        "$isArray",
+        "$sum",
+        "$avg",
+        "$first",
+        "$last",
+        "$objectToArray",
+        "$reverseArray",
+        "$toString",
+        "$type",
+        "$sqrt",
+        "$not",
+        "$ceil",
+        "$exp",
+        "$ln",
+        "$strLenBytes",
+        "$arrayToObject",
+        "$toInt",
+        "$toDouble",
+        "$toDate",
+        "$isoWeek",
+        "$dayOfWeek",
+        "$stdDevPop",
+        "$anyElementTrue",
+        "$toBool",
+        "$isNumber",
+    ];
+    let leaf = |rng: &mut rand::rngs::ThreadRng| -> Value {
+        match rng.random_range(0..7) {
+            0 => json!(null),
+            1 => json!(rng.random_range(-3i64..10)),
+            2 => json!(rng.random_range(-3.0f64..10.0)),
+            3 => json!("a,b"),
+            4 => json!([1, "x", [2]]),
+            5 => json!({"$date": 1_700_000_000_000i64}),
+            _ => json!(PATHS[rng.random_range(0..PATHS.len())]),
+        }
+    };
+    if depth == 0 {
+        return leaf(rng);
+    }
+    let pick = rng.random_range(0..12);
+    let mut e = || random_expr(&mut rand::rng(), depth - 1);
+    match pick {
+        0 | 1 => leaf(rng),
+        2..=4 => {
+            let op = BINARY[rand::rng().random_range(0..BINARY.len())];
+            json!({ op: [e(), e()] })
+        }
+        5 | 6 => {
+            let op = UNARY[rand::rng().random_range(0..UNARY.len())];
+            json!({ op: e() })
+        }
+        7 => json!({"$cond": [e(), e(), e()]}),
+        8 => json!({"$map": {"input": e(), "in": {"$add": ["$$this", 1]}}}),
+        9 => json!({"$filter": {"input": e(), "cond": e(), "limit": 2}}),
+        10 => json!({"$reduce": {"input": e(), "initialValue": 0, "in": {"$add": ["$$value", "$$this"]}}}),
+        _ => json!({"$dateToString": {"date": e(), "format": "%Y-%U", "timezone": "Asia/Shanghai", "onNull": "none"}}),
+    }
+}
+
+/// A random stage, usually well-formed, with random expressions in it.
+fn random_stage(rng: &mut rand::rngs::ThreadRng) -> Value {
+    use rand::Rng;
+    const ACCS: &[&str] = &[
+        "$sum",
+        "$avg",
+        "$min",
+        "$max",
+        "$first",
+        "$last",
+        "$push",
+        "$addToSet",
+        "$stdDevSamp",
+    ];
+    let ex = |rng: &mut rand::rngs::ThreadRng| random_expr(rng, 3);
+    let acc = ACCS[rng.random_range(0..ACCS.len())];
+    match rng.random_range(0..16) {
+        0 => json!({"$match": {"$expr": ex(rng)}}),
+        1 => json!({"$match": {"n": {"$gt": rng.random_range(0..8)}}}),
+        2 => json!({"$project": {"x": ex(rng), "n": 1}}),
+        3 => json!({"$addFields": {"x": ex(rng), "y.z": ex(rng)}}),
+        4 => json!({"$group": {"_id": ex(rng), "a": { acc: ex(rng) }}}),
+        5 => json!({"$sort": {"n": -1, "tags": 1}}),
+        6 => json!({"$unwind": {"path": "$tags", "includeArrayIndex": "i", "preserveNullAndEmptyArrays": true}}),
+        7 => {
+            json!({"$bucket": {"groupBy": "$n", "boundaries": [0, 3, 6], "default": "other", "output": {"a": { acc: ex(rng) }}}})
+        }
+        8 => json!({"$bucketAuto": {"groupBy": ex(rng), "buckets": rng.random_range(1..4)}}),
+        9 => json!({"$replaceRoot": {"newRoot": {"a": ex(rng)}}}),
+        10 => json!({"$facet": {"a": [random_stage(rng)], "b": [{"$count": "c"}]}}),
+        11 => json!({"$lookup": {"from": "owners", "let": {"v": "$owner"}, "as": "j",
+            "pipeline": [{"$match": {"$expr": {"$eq": ["$_id", "$$v"]}}}, {"$project": {"q": ex(rng)}}]}}),
+        12 => json!({"$lookup": {"from": "tagdefs", "localField": "tags", "foreignField": "names", "as": "j"}}),
+        13 => json!({"$sortByCount": ex(rng)}),
+        14 => json!({"$sample": {"size": rng.random_range(0..4)}}),
+        _ => {
+            const STAGES: &[&str] = &[
+                "$match",
+                "$project",
+                "$addFields",
+                "$unset",
+                "$group",
+                "$sort",
+                "$skip",
+                "$limit",
+                "$unwind",
+                "$lookup",
+                "$count",
+                "$replaceWith",
+                "$bucket",
+                "$bucketAuto",
+                "$facet",
+                "$geoNear",
+            ];
+            let name = STAGES[rng.random_range(0..STAGES.len())];
+            json!({ name: random_spec(rng, 4) })
+        }
+    }
+}
+
+#[test]
+fn random_pipelines_never_panic() {
+    const STAGES: &[&str] = &[
+        "$match",
+        "$project",
+        "$addFields",
+        "$set",
+        "$unset",
+        "$group",
+        "$sort",
+        "$skip",
+        "$limit",
+        "$unwind",
+        "$lookup",
+        "$count",
+        "$sortByCount",
+        "$sample",
+        "$replaceRoot",
+        "$replaceWith",
+        "$bucket",
+        "$bucketAuto",
+        "$facet",
+        "$geoNear",
+        "$out",
+    ];
+    let (_d, db) = store();
+    let mut rng = rand::rng();
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..3000 {
+        let n = rand::Rng::random_range(&mut rng, 1..4);
+        let pipeline: Vec<Value> = (0..n).map(|_| random_stage(&mut rng)).collect();
+        let pipeline = Value::Array(pipeline);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_on(&db, "orders", pipeline.clone())));
+        match result {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(_)) => refused += 1,
+            Err(_) => panic!("panicked on {pipeline}"),
+        }
+    }
+    eprintln!("{ok} ran, {refused} refused");
+    assert!(ok > 0 && refused > 0, "{ok} ran, {refused} refused");
+}
