@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{Caller, Identity, LoginType};
+use crate::db::aggregate::Pipeline;
 use crate::db::Database;
 use crate::error::{ApiError, Code};
 use crate::rules::{AuthVars, CollectionRules, Decision, DocLookup, QueryOp, RuleContext};
@@ -118,6 +119,49 @@ impl Gate {
     /// the caller's own documents where the rules say so; refused if the rules forbid it.
     pub fn read(&self, db: &Database, env: &str, query: Option<Value>) -> Result<Option<Value>, ApiError> {
         self.scoped(db, env, query, QueryOp::Read)
+    }
+
+    /// Replaces `'{openid}'` by the caller's id everywhere in `v` (a client's aggregation
+    /// pipeline); nothing changes for admins.
+    pub fn replace_openid(&self, v: &mut Value) {
+        if let Gate::Client { .. } = self {
+            substitute_openid(v, self.caller_id().as_deref().unwrap_or(""));
+        }
+    }
+
+    /// The collections an aggregation reads, under the caller's rules: the pipeline's source
+    /// (its leading `$match`, or everything) is checked and narrowed exactly like a `where()`
+    /// read, and every `$lookup` by the read rules of the collection it reads (its pipeline's
+    /// leading `$match`, or everything). Admins pass untouched.
+    pub fn aggregate(
+        &self,
+        db: &Database,
+        cache: &RulesCache,
+        env: &str,
+        pipeline: &mut Pipeline,
+    ) -> Result<(), ApiError> {
+        let Gate::Client { identity, limits, .. } = self else {
+            return Ok(());
+        };
+        for scan in pipeline.scans_mut() {
+            let query = scan.query().cloned();
+            let narrowed = match scan.collection() {
+                None => self.read(db, env, query)?,
+                Some(from) => {
+                    let gate = Gate::Client {
+                        identity: identity.clone(),
+                        rules: cache.get(db, env, from)?,
+                        limits: *limits,
+                    };
+                    gate.read(db, env, query).map_err(|e| ApiError {
+                        message: format!("`$lookup` from `{from}`: {}", e.message),
+                        ..e
+                    })?
+                }
+            };
+            scan.set_query(narrowed)?;
+        }
+        Ok(())
     }
 
     /// The most documents one list request may return to this caller (`None`: the database's

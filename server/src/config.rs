@@ -23,6 +23,9 @@ pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
 pub const DEFAULT_TRANSACTION_TTL: u64 = 10;
 pub const DEFAULT_TRANSACTION_MAX_OPEN: usize = 1000;
 pub const DEFAULT_TRANSACTION_MAX_OPS: usize = 100;
+pub const DEFAULT_AGGREGATE_MEMORY_LIMIT: usize = 100 * 1024 * 1024;
+/// The smallest accepted `aggregate_memory_limit` (64 KiB).
+pub const MIN_AGGREGATE_MEMORY_LIMIT: usize = 64 * 1024;
 
 /// Lightbase: a self-hosted CloudBase (云开发) backend in one binary.
 #[derive(Debug, Parser)]
@@ -111,6 +114,10 @@ pub struct ServeArgs {
     /// Most operations (reads and writes) in one client transaction (1-10000) [default: 100]
     #[arg(long, env = "LIGHTBASE_TRANSACTION_MAX_OPS", value_name = "N")]
     pub transaction_max_ops: Option<usize>,
+    /// Bytes one aggregation may hold in memory ($group, $sort, $bucketAuto, $sample, $facet, $lookup),
+    /// estimated; more fails with DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED [default: 104857600]
+    #[arg(long, env = "LIGHTBASE_AGGREGATE_MEMORY_LIMIT", value_name = "BYTES")]
+    pub aggregate_memory_limit: Option<usize>,
     #[command(flatten)]
     pub limits: Box<RateLimitArgs>,
 }
@@ -256,6 +263,7 @@ struct FileConfig {
     transaction_ttl: Option<u64>,
     transaction_max_open: Option<usize>,
     transaction_max_ops: Option<usize>,
+    aggregate_memory_limit: Option<usize>,
     rate_limit_auth: Option<Rate>,
     rate_limit_signin: Option<Rate>,
     rate_limit_db: Option<Rate>,
@@ -285,6 +293,8 @@ pub struct Config {
     pub transaction_ttl: u64,
     pub transaction_max_open: usize,
     pub transaction_max_ops: usize,
+    /// Bytes.
+    pub aggregate_memory_limit: usize,
     pub rate_limits: RateLimits,
     pub trusted_proxies: TrustedProxies,
 }
@@ -308,6 +318,7 @@ impl Config {
             transaction_ttl: DEFAULT_TRANSACTION_TTL,
             transaction_max_open: DEFAULT_TRANSACTION_MAX_OPEN,
             transaction_max_ops: DEFAULT_TRANSACTION_MAX_OPS,
+            aggregate_memory_limit: DEFAULT_AGGREGATE_MEMORY_LIMIT,
             rate_limits: RateLimits::default(),
             trusted_proxies: TrustedProxies::default(),
         }
@@ -368,6 +379,10 @@ impl Config {
                 .transaction_max_ops
                 .or(file.transaction_max_ops)
                 .unwrap_or(DEFAULT_TRANSACTION_MAX_OPS),
+            aggregate_memory_limit: serve
+                .aggregate_memory_limit
+                .or(file.aggregate_memory_limit)
+                .unwrap_or(DEFAULT_AGGREGATE_MEMORY_LIMIT),
             rate_limits: {
                 let d = RateLimits::default();
                 let l = &serve.limits;
@@ -417,6 +432,11 @@ impl Config {
             return Err(
                 "transaction_max_open must be between 1 and 100000, transaction_max_ops between 1 and 10000".into(),
             );
+        }
+        if config.aggregate_memory_limit < MIN_AGGREGATE_MEMORY_LIMIT {
+            return Err(format!(
+                "aggregate_memory_limit must be at least {MIN_AGGREGATE_MEMORY_LIMIT} bytes"
+            ));
         }
         if !(config.wechat_api_base.starts_with("http://") || config.wechat_api_base.starts_with("https://")) {
             return Err("wechat_api_base must be an http:// or https:// URL".into());
@@ -562,6 +582,35 @@ mod tests {
             std::fs::write(&path, bad).unwrap();
             assert!(Config::resolve(&global, &ServeArgs::default()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_aggregate_memory_limit_resolves_like_every_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lightbase.toml");
+        std::fs::write(&path, "aggregate_memory_limit = 1048576\n").unwrap();
+        let global = GlobalArgs {
+            dir: None,
+            config: Some(path.clone()),
+        };
+        let c = Config::resolve(&global, &ServeArgs::default()).unwrap();
+        assert_eq!(c.aggregate_memory_limit, 1_048_576);
+        let serve = ServeArgs {
+            aggregate_memory_limit: Some(2_000_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(&global, &serve).unwrap().aggregate_memory_limit,
+            2_000_000
+        );
+        assert_eq!(
+            Config::with_dir("/tmp/z").aggregate_memory_limit,
+            DEFAULT_AGGREGATE_MEMORY_LIMIT
+        );
+        std::fs::write(&path, "aggregate_memory_limit = 100\n").unwrap();
+        assert!(Config::resolve(&global, &ServeArgs::default())
+            .unwrap_err()
+            .contains("aggregate_memory_limit"));
     }
 
     #[test]

@@ -94,7 +94,7 @@ codes! {
     InvalidEnv = ("INVALID_ENV", InvalidRequest, 400, -501005);
     /// The CLOUD_API `action` is not one this server handles.
     InvalidAction = ("INVALID_ACTION", InvalidRequest, 400, -501007);
-    /// A CloudBase feature this server does not offer yet (aggregation, geo queries).
+    /// A CloudBase feature this server does not offer yet (geo queries, some aggregation stages and operators); the message names it.
     NotSupported = ("NOT_SUPPORTED", InvalidRequest, 400, -501007);
     /// The request needs a valid access token (missing, malformed, wrongly signed, revoked, or of another env).
     Unauthenticated = ("UNAUTHENTICATED", Unauthenticated, 401, -501007);
@@ -150,6 +150,8 @@ codes! {
     TransactionTooLarge = ("DATABASE_TRANSACTION_TOO_LARGE", TooLarge, 413, -501007);
     /// The reply would exceed 1 MB: narrow the query, lower `limit` or project fewer fields.
     ResultTooLarge = ("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED", TooLarge, 413, -602001);
+    /// An aggregation would hold more in memory (`$group`, `$sort`, `$bucket`, `$bucketAuto`, `$sample`, `$facet`, `$lookup`) than `--aggregate-memory-limit`.
+    AggregateMemoryLimit = ("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED", TooLarge, 413, -502001);
     /// Too many requests from this address or user: wait the `Retry-After` seconds (CLOUD_API answers HTTP 200).
     RateLimited = ("EXCEED_REQUEST_LIMIT", RateLimited, 429, -501003);
     /// Too many transactions are open (on the server, or for this user), or together they buffer too much: commit or roll back some, or retry after `Retry-After`.

@@ -78,6 +78,7 @@ fn limits(config: &Config) -> db::Limits {
     db::Limits {
         max_document_bytes: config.max_document_bytes,
         max_depth: config.max_depth,
+        aggregate_memory_limit: config.aggregate_memory_limit,
         ..db::Limits::default()
     }
 }

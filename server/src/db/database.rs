@@ -35,6 +35,8 @@ pub struct Limits {
     pub default_limit: usize,
     pub max_limit: usize,
     pub max_skip: usize,
+    /// Bytes an aggregation may hold in memory (buffering stages and `$lookup`), estimated.
+    pub aggregate_memory_limit: usize,
 }
 
 impl Default for Limits {
@@ -46,6 +48,7 @@ impl Default for Limits {
             default_limit: 100,
             max_limit: 1000,
             max_skip: 10_000_000,
+            aggregate_memory_limit: 100 * 1024 * 1024,
         }
     }
 }

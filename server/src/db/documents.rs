@@ -34,7 +34,7 @@ pub struct UpdateResult {
 }
 
 /// How a read reaches its documents.
-enum Access<'f> {
+pub(super) enum Access<'f> {
     Id(&'f str),
     Index(Plan),
     Scan,
@@ -42,7 +42,7 @@ enum Access<'f> {
 
 /// What a read examined (for `explain`).
 #[derive(Default)]
-struct Stats {
+pub(super) struct Stats {
     keys: u64,
     docs: u64,
 }
@@ -56,10 +56,10 @@ struct Stored {
 }
 
 /// A matching document during a scan, borrowed from the store until it is kept.
-struct Match<'a> {
+pub(super) struct Match<'a> {
     key: &'a [u8],
     bytes: &'a [u8],
-    doc: Value,
+    pub(super) doc: Value,
 }
 
 impl Match<'_> {
@@ -398,7 +398,13 @@ impl Database {
     }
 
     /// How a read reaches its documents: the `_id` the filter pins, an index, or a full scan.
-    fn access<'f>(&self, env: &str, coll: &str, filter: &'f Filter, sort: &Sort) -> Result<Access<'f>, DbError> {
+    pub(super) fn access<'f>(
+        &self,
+        env: &str,
+        coll: &str,
+        filter: &'f Filter,
+        sort: &Sort,
+    ) -> Result<Access<'f>, DbError> {
         if let Some(id) = filter.id_equals() {
             return Ok(Access::Id(id));
         }
@@ -412,7 +418,7 @@ impl Database {
     /// Calls `visit` with every stored document the filter matches, in the order of `access`
     /// (`_id` order for a scan, the index's order for an index), decoding only `fields` (the
     /// filter's own fields must be among them; `None` = everything), until `visit` breaks.
-    fn each_match(
+    pub(super) fn each_match(
         &self,
         env: &str,
         coll: &str,

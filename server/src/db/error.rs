@@ -46,6 +46,10 @@ pub enum DbError {
     TransactionTooLarge(String),
     #[error("{0}")]
     TransactionLimit(String),
+    #[error("{0}")]
+    NotSupported(String),
+    #[error("`{stage}` needs more memory than the aggregation limit of {limit} bytes; filter earlier with $match, group on fewer distinct keys, add a $limit after $sort, or raise --aggregate-memory-limit")]
+    AggregateMemory { stage: String, limit: usize },
     #[error("the database is closed")]
     Closed,
     #[error("{0}")]
@@ -81,6 +85,8 @@ impl DbError {
             DbError::TransactionExpired(_) => Code::TransactionExpired,
             DbError::TransactionTooLarge(_) => Code::TransactionTooLarge,
             DbError::TransactionLimit(_) => Code::TransactionLimit,
+            DbError::NotSupported(_) => Code::NotSupported,
+            DbError::AggregateMemory { .. } => Code::AggregateMemoryLimit,
             DbError::Closed => Code::Unavailable,
             DbError::Storage(_) => Code::Internal,
         }

@@ -1,4 +1,5 @@
 //! The document database: values, queries, updates, projections, and the engine over the KV store.
+pub mod aggregate;
 pub mod database;
 pub mod documents;
 pub mod error;

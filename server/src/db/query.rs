@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::db::value::{as_date, compare};
 use crate::db::DbError;
 use node::{CmpOp, Node, Path, Test};
+pub(crate) use parse::compile_regex;
 use parse::{is_operator_object, parse_operators, parse_query, Target};
 
 /// A compiled query; cheap to evaluate against many documents.

@@ -188,7 +188,7 @@ fn parse_date(inner: &Value, now_ms: i64) -> Result<i64, DbError> {
 }
 
 /// Parses `YYYY-MM-DD[Thh:mm[:ss[.fff]]][Z|±hh:mm]` (no zone = UTC) into epoch milliseconds.
-fn parse_rfc3339(s: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
     let b = s.as_bytes();
     let num = |from: usize, len: usize| -> Option<i64> {
         let part = b.get(from..from + len)?;
@@ -247,7 +247,7 @@ fn parse_rfc3339(s: &str) -> Option<i64> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;

@@ -171,6 +171,16 @@ async fn dispatch(
             };
             Ok(ok(rid, json!({ "deleted": deleted })))
         }
+        "database.aggregate" => {
+            let coll = collection(&body)?;
+            let stages = stages_of(body.get_mut("stages").map(Value::take))?;
+            let list = db_calls::aggregate(state, target(coll), stages).await?;
+            // CloudBase's shape: a JSON string of an array of JSON strings (one per document)
+            let docs: Vec<&str> = list.iter().map(|d| d.get()).collect();
+            let encoded = serde_json::to_string(&docs)
+                .map_err(|e| ApiError::new(Code::Internal, format!("cannot encode the result: {e}")))?;
+            Ok(ok(rid, json!({ "list": encoded })))
+        }
         other => Err(ApiError::new(
             Code::InvalidAction,
             format!(
@@ -308,6 +318,40 @@ fn doc_query(body: &mut Value) -> Result<Option<Value>, ApiError> {
 
 fn raw(doc: &Value) -> Result<Box<RawValue>, ApiError> {
     RawValue::from_string(doc.to_string()).map_err(|e| ApiError::new(Code::Internal, e.to_string()))
+}
+
+/// `stages: [{stageKey: "$match", stageValue: "<JSON text>"}, …]` as a pipeline
+/// (`[{"$match": …}, …]`). A `stageValue` that is not a string is taken as the value itself.
+fn stages_of(v: Option<Value>) -> Result<Value, ApiError> {
+    let bad = |msg: String| ApiError::new(Code::InvalidParam, msg);
+    let Some(Value::Array(items)) = v else {
+        return Err(bad(
+            "`stages` is required and must be an array of {stageKey, stageValue}".into(),
+        ));
+    };
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let Value::Object(mut m) = item else {
+            return Err(bad(format!("`stages[{i}]` must be an object {{stageKey, stageValue}}")));
+        };
+        let key = match m.get("stageKey") {
+            Some(Value::String(k)) => k.clone(),
+            _ => {
+                return Err(bad(format!(
+                    "`stages[{i}].stageKey` must be a stage name such as \"$match\""
+                )))
+            }
+        };
+        let value = match m.remove("stageValue") {
+            Some(Value::String(text)) => super::parse_json(text.as_bytes(), &format!("`stages[{i}].stageValue`"))?,
+            Some(other) => other,
+            None => return Err(bad(format!("`stages[{i}].stageValue` is required"))),
+        };
+        let mut stage = serde_json::Map::new();
+        stage.insert(key, value);
+        out.push(Value::Object(stage));
+    }
+    Ok(Value::Array(out))
 }
 
 fn collection(body: &Value) -> Result<String, ApiError> {

@@ -70,6 +70,24 @@ pub async fn query(state: &State, t: Target, req: FindRequest) -> Result<Page, A
     .await
 }
 
+/// Runs an aggregation pipeline (a JSON array of `{$stage: spec}`) through the caller's rules:
+/// `'{openid}'` replaced, the source and every `$lookup` checked and narrowed by their
+/// collections' read rules, the result capped at the client limit.
+pub async fn aggregate(state: &State, t: Target, mut stages: Value) -> Result<Vec<Box<RawValue>>, ApiError> {
+    let st = state.clone();
+    blocking(state, move || {
+        let gate = gate(&st, &t)?;
+        gate.replace_openid(&mut stages);
+        let mut pipeline = st.db.pipeline(&stages)?;
+        gate.aggregate(&st.db, &st.rules, &t.env, &mut pipeline)?;
+        if let Some(cap) = gate.limit_cap() {
+            pipeline.cap_output(cap);
+        }
+        Ok(st.db.aggregate(&t.env, &t.coll, &pipeline)?)
+    })
+    .await
+}
+
 /// One document by id, read inline (a point lookup), through the caller's rules.
 pub fn get_one(state: &State, t: &Target, id: &str, projection: Option<Value>) -> Result<Option<Vec<u8>>, ApiError> {
     let gate = gate(state, t)?;

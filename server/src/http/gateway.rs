@@ -226,10 +226,47 @@ async fn get_document(req: HttpRequest, path: web::Path<DbPath>, state: State, r
     respond(&rid, r.await)
 }
 
-/// Aggregation arrives with secondary indexes (issue 4); until then a clear answer, not a 405.
-async fn aggregate_documents(rid: RequestId) -> HttpResponse {
-    let err = ApiError::new(Code::NotSupported, "aggregation is not supported by this server yet");
-    gateway_error(&rid, &err)
+/// `{pipeline: [{$stage: spec}, …]}` → `{list: [documents]}` (cloudbase-protocol.md §3.3).
+async fn aggregate_documents(
+    req: HttpRequest,
+    path: web::Path<DbPath>,
+    payload: web::Payload,
+    state: State,
+    rid: RequestId,
+) -> HttpResponse {
+    let r = async {
+        let t = target_of(&req, &path, &state)?;
+        let mut body = read_json(&req, payload, state.config.max_body_bytes).await?;
+        require_object(&body)?;
+        if tx::id_of(body.get("transactionId"))?.is_some() {
+            return Err(ApiError::new(
+                Code::NotSupported,
+                "aggregation cannot run inside a transaction (CloudBase allows only single-document operations there)",
+            ));
+        }
+        let pipeline = match body.get_mut("pipeline").map(Value::take) {
+            Some(p @ Value::Array(_)) => p,
+            _ => {
+                return Err(ApiError::new(
+                    Code::InvalidParam,
+                    "`pipeline` is required and must be an array of stages",
+                ))
+            }
+        };
+        let list = db_calls::aggregate(&state, t, pipeline).await?;
+        Ok(Reply::Raw(HttpResponse::Ok().json(AggregateReply {
+            list: &list,
+            request_id: &rid.0,
+        })))
+    };
+    respond(&rid, r.await)
+}
+
+#[derive(serde::Serialize)]
+struct AggregateReply<'a> {
+    list: &'a [Box<serde_json::value::RawValue>],
+    #[serde(rename = "requestId")]
+    request_id: &'a str,
 }
 
 /// POST on documents is an add, or an update when `X-HTTP-Method-Override: PATCH` (mini-programs

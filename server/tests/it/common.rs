@@ -58,6 +58,7 @@ impl TestApp {
         let limits = Limits {
             max_document_bytes: config.max_document_bytes,
             max_depth: config.max_depth,
+            aggregate_memory_limit: config.aggregate_memory_limit,
             ..Limits::default()
         };
         let db = Arc::new(Database::open(dir.path(), limits).expect("open db"));
@@ -225,9 +226,15 @@ pub fn free_port() -> u16 {
 
 /// The real `lightbase serve` binary on `127.0.0.1:port` over `dir`, once it answers `/health`.
 pub fn spawn_server(dir: &std::path::Path, port: u16) -> std::process::Child {
+    spawn_server_with(dir, port, &[])
+}
+
+/// [`spawn_server`] with extra command-line flags.
+pub fn spawn_server_with(dir: &std::path::Path, port: u16, flags: &[&str]) -> std::process::Child {
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_lightbase"))
         .args(["serve", "--http", &format!("127.0.0.1:{port}"), "--dir"])
         .arg(dir)
+        .args(flags)
         .env("LIGHTBASE_LOG", "warn")
         .env("LIGHTBASE_ADMIN_KEY", TEST_ADMIN_KEY)
         .stdout(std::process::Stdio::null())

@@ -1474,13 +1474,10 @@ async fn an_empty_update_is_refused_and_changes_nothing() {
 }
 
 #[actix_web::test]
-async fn aggregation_says_not_supported_and_unknown_transactions_do_not_exist() {
+async fn unknown_transactions_do_not_exist() {
     let app = TestApp::new();
     let svc = app.service().await;
     create_coll(&svc, "default", "a").await;
-    let uri = format!("{}/aggregations", docs_uri("a"));
-    let (status, body) = send(&svc, post_json(&uri, &json!({"pipeline": [{"$match": {}}]}))).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("NOT_SUPPORTED")), "{body}");
     let uri = list_uri("a", &[("query", r#"{"_id":"x"}"#), ("transactionId", "tx-1")]);
     let (status, body) = send(&svc, get(&uri)).await;
     assert_eq!(

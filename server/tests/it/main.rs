@@ -3,6 +3,7 @@
 
 mod common;
 
+mod aggregate;
 mod auth;
 mod auth_providers;
 mod bad_input;

@@ -337,7 +337,7 @@ fn regex_operand(pattern: &Value, options: &str) -> Result<Regex, DbError> {
 /// Compiles a MongoDB-style regex with options i, m, s, x (u and g are accepted and ignored). The
 /// options become inline flags, so the compiled pattern says everything about what it matches (the
 /// index planner reads a literal prefix off it).
-fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
+pub(crate) fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbError> {
     let mut flags = String::new();
     for c in options.chars() {
         match c {
