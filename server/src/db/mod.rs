@@ -2,6 +2,7 @@
 pub mod database;
 pub mod documents;
 pub mod error;
+pub mod geo;
 pub mod index;
 pub mod kv;
 pub mod projection;
