@@ -8,6 +8,10 @@ pub enum DbError {
     InvalidParam(String),
     #[error("{0}")]
     InvalidCommand(String),
+    #[error("invalid GeoJSON: {0}")]
+    InvalidGeometry(String),
+    #[error("{0}")]
+    NotSupported(String),
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
     #[error("{0}")]
@@ -48,6 +52,8 @@ impl DbError {
             DbError::InvalidParam(_) => Code::InvalidParam,
             DbError::InvalidCommand(_) => Code::InvalidCommand,
             DbError::InvalidRegex(_) => Code::InvalidRegex,
+            DbError::InvalidGeometry(_) => Code::InvalidGeometry,
+            DbError::NotSupported(_) => Code::NotSupported,
             DbError::InvalidName(_) => Code::InvalidName,
             DbError::NestingTooDeep(_) => Code::NestingTooDeep,
             DbError::InvalidEnv(_) => Code::InvalidEnv,

@@ -13,7 +13,8 @@ use s2rst::s2::boolean_operation::{Options, S2BooleanOperation};
 use s2rst::s2::point_vector::PointVector;
 use s2rst::s2::region_coverer::RegionCoverer;
 use s2rst::s2::shape_index::ShapeIndex;
-use s2rst::s2::{Cap, CellId, CellUnion, LatLng, Level, Loop, Point, Polygon, Region};
+use s2rst::s2::{Cap, CellUnion, LatLng, Level, Loop, Polygon, Region};
+pub use s2rst::s2::{CellId, Point};
 use s2rst::s2::polyline::Polyline;
 use serde_json::{Map, Value};
 
@@ -382,7 +383,7 @@ impl Geometry {
                 Part::Polygon(p) => cells.extend_from_slice(coverer.covering(p).cell_ids()),
             }
         }
-        coarsen(cells, MAX_CELLS_PER_DOC)
+        coarsen_index(cells)
     }
 
     /// Cells whose union contains the geometry, for a query.
@@ -410,6 +411,35 @@ impl Geometry {
         }
         Ok(Within::Polygons(polys))
     }
+}
+
+/// Index cells, sorted and without duplicates; past [`MAX_CELLS_PER_DOC`], coarser cells (never
+/// finer than [`COVER_MAX_LEVEL`]) stand in for them. Cells are not merged into parents otherwise,
+/// so a non-leaf index cell is never finer than [`COVER_MAX_LEVEL`] (queries look up coarser
+/// cells only down to that level).
+fn coarsen_index(mut cells: Vec<CellId>) -> Vec<CellId> {
+    cells.sort_unstable();
+    cells.dedup();
+    let mut level = COVER_MAX_LEVEL;
+    while cells.len() > MAX_CELLS_PER_DOC {
+        cells = cells
+            .iter()
+            .map(|c| {
+                if c.level().as_u8() > level {
+                    c.parent_at_level(Level::new(level))
+                } else {
+                    *c
+                }
+            })
+            .collect();
+        cells.sort_unstable();
+        cells.dedup();
+        if level == 0 {
+            break;
+        }
+        level -= 1;
+    }
+    cells
 }
 
 fn query_coverer() -> RegionCoverer {

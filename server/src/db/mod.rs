@@ -14,5 +14,5 @@ pub mod value;
 mod wal;
 
 pub use database::{Database, Find, FindParts, Limits, DEFAULT_ENV};
-pub use documents::UpdateResult;
+pub use documents::{GeoNear, UpdateResult};
 pub use error::DbError;
