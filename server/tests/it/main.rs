@@ -10,6 +10,7 @@ mod cli;
 mod cloudapi;
 mod durability;
 mod gateway;
+mod geo;
 mod layering;
 mod lifecycle;
 mod permissions;
