@@ -570,7 +570,7 @@ impl Database {
                 stats.keys = keys;
             }
             Access::Near(plan) => {
-                let mut fetch = |id: &str| -> Result<Option<(f64, (Vec<u8>, Vec<u8>, Value))>, DbError> {
+                let mut fetch = |id: &str| -> Result<Option<(f64, Stored)>, DbError> {
                     let key = doc_key(env, coll, id);
                     let Some(bytes) = self.kv.get(&key)? else {
                         return Ok(None);
@@ -582,13 +582,13 @@ impl Database {
                         return Ok(None);
                     }
                     let d = filter.distance(&doc).unwrap_or(f64::INFINITY);
-                    Ok(Some((d, (key, bytes, doc))))
+                    Ok(Some((d, Stored { key, bytes, doc })))
                 };
-                let near = plan.run(self.kv.as_ref(), &mut fetch, &mut |_, (key, bytes, doc)| {
+                let near = plan.run(self.kv.as_ref(), &mut fetch, &mut |_, s| {
                     visit(Match {
-                        key: &key,
-                        bytes: &bytes,
-                        doc,
+                        key: &s.key,
+                        bytes: &s.bytes,
+                        doc: s.doc,
                     })
                 })?;
                 stats.keys = near.keys;

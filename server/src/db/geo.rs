@@ -11,11 +11,11 @@
 use s2rst::s1::Angle;
 use s2rst::s2::boolean_operation::{Options, S2BooleanOperation};
 use s2rst::s2::point_vector::PointVector;
+use s2rst::s2::polyline::Polyline;
 use s2rst::s2::region_coverer::RegionCoverer;
 use s2rst::s2::shape_index::ShapeIndex;
 use s2rst::s2::{Cap, CellUnion, LatLng, Level, Loop, Polygon, Region};
 pub use s2rst::s2::{CellId, Point};
-use s2rst::s2::polyline::Polyline;
 use serde_json::{Map, Value};
 
 /// MongoDB's Earth radius for `2dsphere` distances, in metres.
@@ -127,7 +127,9 @@ fn line(v: &Value, budget: &mut Budget) -> Result<Polyline, String> {
         return Err(err("a LineString needs at least two different positions"));
     }
     if pts.windows(2).any(|w| antipodal(w[0], w[1])) {
-        return Err(err("a LineString cannot join two antipodal positions (the path between them is undefined)"));
+        return Err(err(
+            "a LineString cannot join two antipodal positions (the path between them is undefined)",
+        ));
     }
     Ok(Polyline::new(pts))
 }
@@ -136,10 +138,14 @@ fn line(v: &Value, budget: &mut Budget) -> Result<Polyline, String> {
 fn ring(v: &Value, budget: &mut Budget) -> Result<Loop, String> {
     let items = array(v, "a Polygon ring")?;
     if items.len() < 4 {
-        return Err(err("a Polygon ring needs at least four positions (the last equal to the first)"));
+        return Err(err(
+            "a Polygon ring needs at least four positions (the last equal to the first)",
+        ));
     }
     if items.first() != items.last() && position(&items[0]).ok() != items.last().and_then(|l| position(l).ok()) {
-        return Err(err("a Polygon ring must be closed: its last position equal to its first"));
+        return Err(err(
+            "a Polygon ring must be closed: its last position equal to its first",
+        ));
     }
     let mut pts = positions(v, "a Polygon ring", budget)?;
     while pts.len() > 1 && pts.first() == pts.last() {
@@ -150,7 +156,9 @@ fn ring(v: &Value, budget: &mut Budget) -> Result<Loop, String> {
     }
     let n = pts.len();
     if (0..n).any(|i| antipodal(pts[i], pts[(i + 1) % n])) {
-        return Err(err("a Polygon ring cannot join two antipodal positions (the edge between them is undefined)"));
+        return Err(err(
+            "a Polygon ring cannot join two antipodal positions (the edge between them is undefined)",
+        ));
     }
     let mut l = Loop::new(pts);
     l.validate().map_err(|e| format!("invalid Polygon ring: {e}"))?;

@@ -45,7 +45,7 @@ impl Filter {
     /// The distance (radians) from the `$near` point to the document's nearest geometry on the
     /// `$near` path (`None`: no `$near`, or no geometry).
     pub fn distance(&self, doc: &Value) -> Option<f64> {
-        fn find<'a>(nodes: &'a [Node]) -> Option<(&'a Path, &'a Near)> {
+        fn find(nodes: &[Node]) -> Option<(&Path, &Near)> {
             nodes.iter().find_map(|n| match n {
                 Node::Near(path, near) => Some((path, near.as_ref())),
                 Node::And(inner) => find(inner),

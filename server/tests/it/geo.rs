@@ -57,7 +57,10 @@ async fn geo_index(app: &impl Svc, body: Value) {
     let (status, reply) = send(app, post_json(INDEXES, &body)).await;
     assert_eq!(status, 202, "{reply}");
     assert_eq!(reply["index"]["name"], "location_2dsphere", "{reply}");
-    assert_eq!(reply["index"]["fields"], json!([{"field": "location", "direction": "2dsphere"}]));
+    assert_eq!(
+        reply["index"]["fields"],
+        json!([{"field": "location", "direction": "2dsphere"}])
+    );
     for _ in 0..200 {
         let (_, l) = send(app, get(INDEXES)).await;
         if l["indexes"][0]["state"] == "ready" {
@@ -72,7 +75,10 @@ async fn geo_index(app: &impl Svc, body: Value) {
 async fn explain(app: &impl Svc, query: &Value) -> Value {
     let (status, e) = send(
         app,
-        post_json("/admin/v1/envs/default/collections/stores/explain", &json!({"query": query, "limit": 100})),
+        post_json(
+            "/admin/v1/envs/default/collections/stores/explain",
+            &json!({"query": query, "limit": 100}),
+        ),
     )
     .await;
     assert_eq!(status, 200, "{e}");
@@ -99,7 +105,11 @@ async fn stores_within_2_km_on_both_protocols_through_the_geo_index() {
     let t = TestApp::new();
     let app = t.service().await;
     let all = seed(&app).await;
-    geo_index(&app, json!({"fields": [{"field": "location", "direction": "2dsphere"}]})).await;
+    geo_index(
+        &app,
+        json!({"fields": [{"field": "location", "direction": "2dsphere"}]}),
+    )
+    .await;
     let mut want: Vec<(f64, &str)> = all
         .iter()
         .map(|(id, p)| (metres(CENTRE, *p), id.as_str()))
@@ -114,7 +124,10 @@ async fn stores_within_2_km_on_both_protocols_through_the_geo_index() {
     let got = list(&app, "stores", &[("query", ejson), ("limit", "100"), ("offset", "0")]).await;
     assert_eq!(ids_of(&got), want_ids, "nearest first, exactly the stores within 2 km");
     let ds: Vec<f64> = got.iter().map(|d| metres(CENTRE, coords(d))).collect();
-    assert!(ds.windows(2).all(|w| w[0] <= w[1]) && ds.iter().all(|d| *d <= 2000.0), "{ds:?}");
+    assert!(
+        ds.windows(2).all(|w| w[0] <= w[1]) && ds.iter().all(|d| *d <= 2000.0),
+        "{ds:?}"
+    );
     assert_eq!(count_in(&app, "default", "stores", ejson).await, want.len() as u64);
     // paging keeps the distance order
     let page = list(&app, "stores", &[("query", ejson), ("limit", "1"), ("offset", "1")]).await;
@@ -136,7 +149,10 @@ async fn stores_within_2_km_on_both_protocols_through_the_geo_index() {
     assert_eq!(e["plan"]["index"], "location_2dsphere", "{e}");
     assert_eq!(e["returned"], want.len());
     let examined = e["docsExamined"].as_u64().expect("docsExamined");
-    assert!(examined < 3 * want.len() as u64 + 10 && examined < 200, "read {examined} of 2000 documents: {e}");
+    assert!(
+        examined < 3 * want.len() as u64 + 10 && examined < 200,
+        "read {examined} of 2000 documents: {e}"
+    );
 
     // with another condition and a minimum distance
     let q = json!({"kind": "food", "location": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [113.3, 23.1]}, "$maxDistance": 5000, "$minDistance": 1000}}});
@@ -145,7 +161,10 @@ async fn stores_within_2_km_on_both_protocols_through_the_geo_index() {
         json!({"action": "database.queryDocument", "collectionName": "stores", "queryType": "WHERE", "query": q, "limit": 100}),
     )
     .await;
-    let got = reply["data"]["list"].as_array().unwrap_or_else(|| panic!("{reply}")).clone();
+    let got = reply["data"]["list"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{reply}"))
+        .clone();
     let expect: Vec<&str> = {
         let mut v: Vec<(f64, &str)> = all
             .iter()
@@ -175,7 +194,10 @@ async fn stores_within_2_km_on_both_protocols_through_the_geo_index() {
     let e = explain(&app, &serde_json::from_str(&within).expect("json")).await;
     assert_eq!(e["plan"]["type"], "index", "{e}");
     assert_eq!(e["plan"]["index"], "location_2dsphere");
-    assert!(e["docsExamined"].as_u64().expect("n") < 4 * got.len() as u64 + 20, "{e}");
+    assert!(
+        e["docsExamined"].as_u64().expect("n") < 4 * got.len() as u64 + 20,
+        "{e}"
+    );
     let reply = web(
         &app,
         json!({"action": "database.queryDocument", "collectionName": "stores", "queryType": "WHERE",
@@ -203,16 +225,26 @@ async fn geo_index_admin_and_bad_input_are_clear_errors() {
     )
     .await;
     // $near without a geo index: a scan, still nearest first
-    let q = json!({"location": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [113.32, 23.1]}}}}).to_string();
+    let q = json!({"location": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [113.32, 23.1]}}}})
+        .to_string();
     assert_eq!(ids_of(&list(&app, "stores", &[("query", &q)]).await), ["b", "a"]);
-    assert_eq!(explain(&app, &serde_json::from_str(&q).expect("json")).await["plan"]["type"], "collectionScan");
+    assert_eq!(
+        explain(&app, &serde_json::from_str(&q).expect("json")).await["plan"]["type"],
+        "collectionScan"
+    );
 
     // index specs
     for (body, why) in [
         (json!({"fields": "location:2d"}), "2dsphere"),
         (json!({"fields": "location:2dsphere,kind"}), "exactly one field"),
-        (json!({"fields": [{"field": "location", "direction": "2dsphere"}], "unique": true}), "unique"),
-        (json!({"fields": [{"field": "location", "direction": "sphere"}]}), "direction"),
+        (
+            json!({"fields": [{"field": "location", "direction": "2dsphere"}], "unique": true}),
+            "unique",
+        ),
+        (
+            json!({"fields": [{"field": "location", "direction": "sphere"}]}),
+            "direction",
+        ),
     ] {
         let (status, e) = send(&app, post_json(INDEXES, &body)).await;
         assert_eq!(status, 400, "{body}: {e}");
@@ -228,7 +260,10 @@ async fn geo_index_admin_and_bad_input_are_clear_errors() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(explain(&app, &serde_json::from_str(&q).expect("json")).await["plan"]["type"], "geoNear");
+    assert_eq!(
+        explain(&app, &serde_json::from_str(&q).expect("json")).await["plan"]["type"],
+        "geoNear"
+    );
 
     // a document the index cannot hold: refused on both protocols, nothing written
     let bad = json!({"_id": "x", "location": {"type": "Point", "coordinates": [200, 23]}});
@@ -239,8 +274,15 @@ async fn geo_index_admin_and_bad_input_are_clear_errors() {
     .await;
     assert_eq!(status, 400, "{e}");
     assert_eq!(e["code"], "DATABASE_INVALID_GEOMETRY");
-    assert!(e["message"].as_str().is_some_and(|m| m.contains("longitude 200")), "{e}");
-    let reply = web(&app, json!({"action": "database.addDocument", "collectionName": "stores", "data": {"location": "Guangzhou"}})).await;
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("longitude 200")),
+        "{e}"
+    );
+    let reply = web(
+        &app,
+        json!({"action": "database.addDocument", "collectionName": "stores", "data": {"location": "Guangzhou"}}),
+    )
+    .await;
     assert_eq!(reply["code"], "DATABASE_INVALID_GEOMETRY", "{reply}");
     assert_eq!(count_in(&app, "default", "stores", "{}").await, 2);
 

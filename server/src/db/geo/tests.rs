@@ -37,13 +37,22 @@ fn bad_geojson_is_refused_with_a_reason() {
         (json!({"type": "Point", "coordinates": [181, 0]}), "longitude 181"),
         (json!({"type": "Point", "coordinates": [0, -90.5]}), "latitude -90.5"),
         (json!({"type": "LineString", "coordinates": [[1, 1]]}), "two different"),
-        (json!({"type": "LineString", "coordinates": [[1, 1], [1, 1]]}), "two different"),
-        (json!({"type": "LineString", "coordinates": [[0, 0], [180, 0]]}), "antipodal"),
+        (
+            json!({"type": "LineString", "coordinates": [[1, 1], [1, 1]]}),
+            "two different",
+        ),
+        (
+            json!({"type": "LineString", "coordinates": [[0, 0], [180, 0]]}),
+            "antipodal",
+        ),
         (
             json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}),
             "closed",
         ),
-        (json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}), "four positions"),
+        (
+            json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}),
+            "four positions",
+        ),
         (
             json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 0], [0, 0]]]}),
             "three different",
@@ -120,12 +129,18 @@ fn edges_are_great_circles_so_polygons_cross_the_antimeridian() {
     assert!(within(&pt(180.0, 0.0), across.clone()));
     assert!(within(&pt(-175.0, 5.0), across.clone()));
     assert!(within(&pt(175.0, -5.0), across.clone()));
-    assert!(!within(&pt(0.0, 0.0), across.clone()), "a planar reading would contain lon 0");
+    assert!(
+        !within(&pt(0.0, 0.0), across.clone()),
+        "a planar reading would contain lon 0"
+    );
     assert!(!within(&pt(160.0, 0.0), across));
     // an edge from (-60, 60) to (60, 60) bulges towards the pole (it crosses lon 0 at lat 73.9):
     // between lats 60 and 70 on a map, but not on the sphere
     let band = json!({"type": "Polygon", "coordinates": [[[-60, 60], [60, 60], [60, 70], [-60, 70], [-60, 60]]]});
-    assert!(!within(&pt(0.0, 65.0), band.clone()), "a planar reading would contain it");
+    assert!(
+        !within(&pt(0.0, 65.0), band.clone()),
+        "a planar reading would contain it"
+    );
     assert!(within(&pt(0.0, 75.0), band.clone()));
     assert!(within(&pt(0.0, 78.0), band), "a planar reading would not contain it");
 }
@@ -180,8 +195,12 @@ fn intersects_between_every_pair_of_types() {
     let inner_sq = g(square(2.0, 2.0, 3.0, 3.0));
     let mpt = g(json!({"type": "MultiPoint", "coordinates": [[100, 0], [3, 3]]}));
     let mline = g(json!({"type": "MultiLineString", "coordinates": [[[100, 0], [101, 1]], [[-5, 5], [15, 5]]]}));
-    let mpoly = g(json!({"type": "MultiPolygon", "coordinates": [square(50.0, 50.0, 60.0, 60.0)["coordinates"], square(8.0, 8.0, 12.0, 12.0)["coordinates"]]}));
-    let coll = g(json!({"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [70, 70]}, {"type": "LineString", "coordinates": [[5, -5], [5, 15]]}]}));
+    let mpoly = g(
+        json!({"type": "MultiPolygon", "coordinates": [square(50.0, 50.0, 60.0, 60.0)["coordinates"], square(8.0, 8.0, 12.0, 12.0)["coordinates"]]}),
+    );
+    let coll = g(
+        json!({"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [70, 70]}, {"type": "LineString", "coordinates": [[5, -5], [5, 15]]}]}),
+    );
     let yes = [
         (&pt(5.0, 5.0), &sq),
         (&cross, &sq),
@@ -215,16 +234,34 @@ fn intersects_between_every_pair_of_types() {
 #[test]
 fn within_polygons_and_caps_for_every_type() {
     let region = square(0.0, 0.0, 10.0, 10.0);
-    assert!(within(&g(json!({"type": "LineString", "coordinates": [[1, 1], [9, 9]]})), region.clone()));
-    assert!(!within(&g(json!({"type": "LineString", "coordinates": [[1, 1], [19, 9]]})), region.clone()));
+    assert!(within(
+        &g(json!({"type": "LineString", "coordinates": [[1, 1], [9, 9]]})),
+        region.clone()
+    ));
+    assert!(!within(
+        &g(json!({"type": "LineString", "coordinates": [[1, 1], [19, 9]]})),
+        region.clone()
+    ));
     assert!(within(&g(square(2.0, 2.0, 3.0, 3.0)), region.clone()));
     assert!(!within(&g(square(2.0, 2.0, 13.0, 3.0)), region.clone()));
-    assert!(within(&g(json!({"type": "MultiPoint", "coordinates": [[1, 1], [2, 2]]})), region.clone()));
-    assert!(!within(&g(json!({"type": "MultiPoint", "coordinates": [[1, 1], [20, 2]]})), region.clone()));
+    assert!(within(
+        &g(json!({"type": "MultiPoint", "coordinates": [[1, 1], [2, 2]]})),
+        region.clone()
+    ));
+    assert!(!within(
+        &g(json!({"type": "MultiPoint", "coordinates": [[1, 1], [20, 2]]})),
+        region.clone()
+    ));
     // a MultiPolygon region: each part inside one of its polygons
     let two = json!({"type": "MultiPolygon", "coordinates": [square(0.0, 0.0, 1.0, 1.0)["coordinates"], square(5.0, 5.0, 6.0, 6.0)["coordinates"]]});
-    assert!(within(&g(json!({"type": "MultiPoint", "coordinates": [[0.5, 0.5], [5.5, 5.5]]})), two.clone()));
-    assert!(!within(&g(json!({"type": "MultiPoint", "coordinates": [[0.5, 0.5], [3, 3]]})), two));
+    assert!(within(
+        &g(json!({"type": "MultiPoint", "coordinates": [[0.5, 0.5], [5.5, 5.5]]})),
+        two.clone()
+    ));
+    assert!(!within(
+        &g(json!({"type": "MultiPoint", "coordinates": [[0.5, 0.5], [3, 3]]})),
+        two
+    ));
     // a cap: 200 km around (0, 0)
     let cap = Within::Cap {
         center: p(0.0, 0.0),
@@ -243,7 +280,9 @@ fn within_polygons_and_caps_for_every_type() {
     assert!(pt(90.0, 0.0).within(&big));
     assert!(!pt(180.0, 0.0).within(&big));
     // LineString / Point are not regions
-    assert!(g(json!({"type": "Point", "coordinates": [0, 0]})).into_within().is_err());
+    assert!(g(json!({"type": "Point", "coordinates": [0, 0]}))
+        .into_within()
+        .is_err());
 }
 
 #[test]

@@ -33,7 +33,10 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
     fn range(&mut self, lo: f64, hi: f64) -> f64 {
@@ -42,7 +45,13 @@ impl Rng {
 }
 
 /// Centres of the clusters: a city, both sides of the antimeridian, near the north pole.
-const CENTRES: &[(f64, f64)] = &[(113.3, 23.1), (179.95, -16.0), (-179.95, -16.0), (30.0, 89.7), (0.0, 0.0)];
+const CENTRES: &[(f64, f64)] = &[
+    (113.3, 23.1),
+    (179.95, -16.0),
+    (-179.95, -16.0),
+    (30.0, 89.7),
+    (0.0, 0.0),
+];
 
 fn wrap(lon: f64) -> f64 {
     if lon > 180.0 {
@@ -75,10 +84,14 @@ fn documents() -> Vec<Value> {
         let kind = i % 10;
         let (lon, lat) = near_point(&mut r, 0.3);
         let loc = match kind {
-            0 => json!({"type": "LineString", "coordinates": [[lon, lat], [wrap(lon + r.range(-0.05, 0.05)), (lat + r.range(-0.05, 0.05)).clamp(-89.9, 89.9)]]}),
+            0 => {
+                json!({"type": "LineString", "coordinates": [[lon, lat], [wrap(lon + r.range(-0.05, 0.05)), (lat + r.range(-0.05, 0.05)).clamp(-89.9, 89.9)]]})
+            }
             1 => square(lon, lat, r.range(0.001, 0.05)),
             2 => json!({"type": "MultiPoint", "coordinates": [[lon, lat], [wrap(lon + 0.01), lat]]}),
-            3 => json!([{"type": "Point", "coordinates": [lon, lat]}, {"type": "Point", "coordinates": [wrap(lon + 0.2), lat]}]),
+            3 => {
+                json!([{"type": "Point", "coordinates": [lon, lat]}, {"type": "Point", "coordinates": [wrap(lon + 0.2), lat]}])
+            }
             4 if i % 20 == 4 => Value::Null,
             _ => json!({"type": "Point", "coordinates": [lon, lat]}),
         };
@@ -98,23 +111,43 @@ fn queries() -> Vec<(Value, bool)> {
         let (lon, lat) = near_point(&mut r, 0.3);
         let q = match i % 6 {
             0 => json!({"loc": {"$geoWithin": {"$geometry": square(lon, lat, r.range(0.01, 0.3))}}}),
-            1 => json!({"loc": {"$geoWithin": {"$centerSphere": [[lon, lat], r.range(1000.0, 30_000.0) / EARTH_RADIUS_M]}}, "cat": "food"}),
+            1 => {
+                json!({"loc": {"$geoWithin": {"$centerSphere": [[lon, lat], r.range(1000.0, 30_000.0) / EARTH_RADIUS_M]}}, "cat": "food"})
+            }
             2 => json!({"loc": {"$geoIntersects": {"$geometry": square(lon, lat, r.range(0.01, 0.2))}}}),
-            3 => json!({"loc": {"$geoIntersects": {"$geometry": {"type": "LineString", "coordinates": [[lon, lat], [wrap(lon + 0.3), lat]]}}}}),
-            4 => json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [lon, lat]}, "$maxDistance": r.range(500.0, 40_000.0)}}}),
-            _ => json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [lon, lat]}, "$minDistance": r.range(0.0, 5000.0)}}, "cat": {"$ne": "tea"}}),
+            3 => {
+                json!({"loc": {"$geoIntersects": {"$geometry": {"type": "LineString", "coordinates": [[lon, lat], [wrap(lon + 0.3), lat]]}}}})
+            }
+            4 => {
+                json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [lon, lat]}, "$maxDistance": r.range(500.0, 40_000.0)}}})
+            }
+            _ => {
+                json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [lon, lat]}, "$minDistance": r.range(0.0, 5000.0)}}, "cat": {"$ne": "tea"}})
+            }
         };
         out.push((q, i % 6 >= 4));
     }
     // fixed cases: across the antimeridian, around the pole, the whole world
-    out.push((json!({"loc": {"$geoWithin": {"$geometry": square(180.0, -16.0, 0.2)}}}), false));
+    out.push((
+        json!({"loc": {"$geoWithin": {"$geometry": square(180.0, -16.0, 0.2)}}}),
+        false,
+    ));
     out.push((
         json!({"loc": {"$geoWithin": {"$geometry": {"type": "Polygon", "coordinates": [[[0, 89.5], [120, 89.5], [-120, 89.5], [0, 89.5]]]}}}}),
         false,
     ));
-    out.push((json!({"loc": {"$geoIntersects": {"$geometry": {"type": "Point", "coordinates": [30, 89.7]}}}}), false));
-    out.push((json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [180, -16]}}}}), true));
-    out.push((json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [-60, -40]}}}}), true));
+    out.push((
+        json!({"loc": {"$geoIntersects": {"$geometry": {"type": "Point", "coordinates": [30, 89.7]}}}}),
+        false,
+    ));
+    out.push((
+        json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [180, -16]}}}}),
+        true,
+    ));
+    out.push((
+        json!({"loc": {"$nearSphere": {"$geometry": {"type": "Point", "coordinates": [-60, -40]}}}}),
+        true,
+    ));
     out
 }
 
@@ -160,7 +193,11 @@ fn distances(q: &Value, docs: &[Value]) -> Vec<f64> {
 fn load(db: &Arc<Database>) {
     let docs = documents();
     for c in ["plain", "geo"] {
-        db.insert("default", c, docs.clone()).unwrap().1.wait_blocking().unwrap();
+        db.insert("default", c, docs.clone())
+            .unwrap()
+            .1
+            .wait_blocking()
+            .unwrap();
     }
     let def = db.create_index("default", "geo", &geo_spec(), false).unwrap();
     assert_eq!(def.name, "loc_2dsphere");
@@ -191,8 +228,12 @@ fn the_geo_index_answers_like_a_full_scan() {
                 // the same documents, apart from ties at the last distance
                 let last = db_.last().copied().unwrap_or(0.0);
                 let below = |docs: &[Value], ds: &[f64]| {
-                    let mut v: Vec<String> =
-                        ids(docs).into_iter().zip(ds).filter(|(_, d)| **d < last).map(|(i, _)| i).collect();
+                    let mut v: Vec<String> = ids(docs)
+                        .into_iter()
+                        .zip(ds)
+                        .filter(|(_, d)| **d < last)
+                        .map(|(i, _)| i)
+                        .collect();
                     v.sort();
                     v
                 };
@@ -201,7 +242,10 @@ fn the_geo_index_answers_like_a_full_scan() {
             }
             // an explicit order replaces the distance order
             let by_id = json!([{"field": "_id", "direction": "asc"}]);
-            assert_eq!(ids(&run(&db, "plain", &q, by_id.clone(), 1000)), ids(&run(&db, "geo", &q, by_id, 1000)));
+            assert_eq!(
+                ids(&run(&db, "plain", &q, by_id.clone(), 1000)),
+                ids(&run(&db, "geo", &q, by_id, 1000))
+            );
         } else {
             let by_id = json!([{"field": "_id", "direction": "asc"}]);
             let a = ids(&run(&db, "plain", &q, by_id.clone(), 1000));
@@ -274,7 +318,9 @@ fn geo_near_for_aggregation_returns_distances_in_metres() {
 }
 
 fn entries(db: &Database, coll: &str) -> u64 {
-    db.list_indexes("default", coll).unwrap()[0]["entries"].as_u64().unwrap()
+    db.list_indexes("default", coll).unwrap()[0]["entries"]
+        .as_u64()
+        .unwrap()
 }
 
 fn near_ids(db: &Database, lon: f64, lat: f64, max: f64) -> Vec<String> {
@@ -287,7 +333,9 @@ fn entries_follow_writes_and_bad_geojson_is_refused() {
     let (_dir, db) = db();
     db.create_index("default", "geo", &geo_spec(), false).unwrap();
     let ins = |docs: Value| -> Result<(), DbError> {
-        db.insert("default", "geo", docs.as_array().unwrap().clone())?.1.wait_blocking()
+        db.insert("default", "geo", docs.as_array().unwrap().clone())?
+            .1
+            .wait_blocking()
     };
     ins(json!([
         {"_id": "a", "loc": {"type": "Point", "coordinates": [10, 10]}},
@@ -302,7 +350,11 @@ fn entries_follow_writes_and_bad_geojson_is_refused() {
     let u = db
         .update_spec(&json!({"loc": {"type": "Point", "coordinates": [20, 20]}}), true)
         .unwrap();
-    db.update("default", "geo", &f, &u, false, false).unwrap().1.wait_blocking().unwrap();
+    db.update("default", "geo", &f, &u, false, false)
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
     assert!(near_ids(&db, 10.0, 10.0, 1000.0).is_empty());
     assert_eq!(near_ids(&db, 20.0, 20.0, 10.0), ["a"]);
     // invalid GeoJSON under a 2dsphere index: refused, nothing written
@@ -324,7 +376,11 @@ fn entries_follow_writes_and_bad_geojson_is_refused() {
     assert_eq!(near_ids(&db, 20.0, 20.0, 10.0), ["a"]);
     // remove
     let f = db.filter(Some(&json!({"_id": "a"}))).unwrap();
-    db.remove("default", "geo", &f, false).unwrap().1.wait_blocking().unwrap();
+    db.remove("default", "geo", &f, false)
+        .unwrap()
+        .1
+        .wait_blocking()
+        .unwrap();
     assert_eq!(entries(&db, "geo"), 0);
 }
 
@@ -334,7 +390,10 @@ fn a_build_over_bad_geojson_fails_and_a_spec_is_checked() {
     db.insert(
         "default",
         "plain",
-        vec![json!({"_id": "a", "loc": {"type": "Point", "coordinates": [1, 1]}}), json!({"_id": "b", "loc": [1, 2]})],
+        vec![
+            json!({"_id": "a", "loc": {"type": "Point", "coordinates": [1, 1]}}),
+            json!({"_id": "b", "loc": [1, 2]}),
+        ],
     )
     .unwrap()
     .1
@@ -343,7 +402,11 @@ fn a_build_over_bad_geojson_fails_and_a_spec_is_checked() {
     db.create_index("default", "plain", &geo_spec(), false).unwrap();
     let ix = db.indexes("default", "plain").unwrap();
     assert_eq!(ix.list[0].def.state, State::Failed);
-    assert!(ix.list[0].def.error.as_deref().unwrap_or("").contains("`b`"), "{:?}", ix.list[0].def.error);
+    assert!(
+        ix.list[0].def.error.as_deref().unwrap_or("").contains("`b`"),
+        "{:?}",
+        ix.list[0].def.error
+    );
     for (fields, unique, why) in [
         ("loc:2dsphere,cat", false, "exactly one field"),
         ("loc:2dsphere", true, "cannot be unique"),
@@ -355,5 +418,8 @@ fn a_build_over_bad_geojson_fails_and_a_spec_is_checked() {
         };
         assert!(spec.validate().unwrap_err().to_string().contains(why));
     }
-    assert!(IndexSpec::parse_fields("loc:2d").unwrap_err().to_string().contains("2dsphere"));
+    assert!(IndexSpec::parse_fields("loc:2d")
+        .unwrap_err()
+        .to_string()
+        .contains("2dsphere"));
 }

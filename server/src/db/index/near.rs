@@ -24,6 +24,9 @@ use crate::db::DbError;
 /// The radius of the first round, in metres.
 const FIRST_RADIUS_M: f64 = 100.0;
 
+/// Reads one candidate: its distance and what to keep of it, or `None` when it does not match.
+pub type Fetch<'a, T> = dyn FnMut(&str) -> Result<Option<(f64, T)>, DbError> + 'a;
+
 pub struct NearPlan {
     pub index: Arc<Index>,
     near: Near,
@@ -78,7 +81,7 @@ impl NearPlan {
     pub fn run<T>(
         &self,
         kv: &dyn Kv,
-        fetch: &mut dyn FnMut(&str) -> Result<Option<(f64, T)>, DbError>,
+        fetch: &mut Fetch<'_, T>,
         visit: &mut dyn FnMut(f64, T) -> ControlFlow<()>,
     ) -> Result<NearStats, DbError> {
         let mut stats = NearStats::default();

@@ -62,7 +62,11 @@ pub fn choose(indexes: &Indexes, filter: &Filter, sort: &Sort) -> Option<Plan> {
     let (conjuncts, all) = filter.conjuncts();
     let sort_keys: Vec<(&str, query::Direction)> = sort.keys().collect();
     let mut best: Option<((usize, bool, isize), Plan)> = None;
-    for ix in indexes.list.iter().filter(|i| i.def.state == State::Ready && !i.is_geo()) {
+    for ix in indexes
+        .list
+        .iter()
+        .filter(|i| i.def.state == State::Ready && !i.is_geo())
+    {
         let Some((score, plan)) = plan_for(ix, &conjuncts, all, &sort_keys) else {
             continue;
         };

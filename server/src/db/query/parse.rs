@@ -390,9 +390,9 @@ fn geometry_of(operand: &Value, op: &str) -> Result<Geometry, DbError> {
 /// The operand of `$geoWithin`: `{$geometry: Polygon | MultiPolygon}` or
 /// `{$centerSphere: [[lon, lat], radians]}`.
 fn within(operand: &Value) -> Result<Within, DbError> {
-    let m = operand
-        .as_object()
-        .ok_or_else(|| cmd("`$geoWithin` needs {\"$geometry\": <Polygon>} or {\"$centerSphere\": [[lon, lat], radians]}"))?;
+    let m = operand.as_object().ok_or_else(|| {
+        cmd("`$geoWithin` needs {\"$geometry\": <Polygon>} or {\"$centerSphere\": [[lon, lat], radians]}")
+    })?;
     if m.contains_key("$geometry") {
         return geometry_of(operand, "$geoWithin")?
             .into_within()
@@ -417,7 +417,9 @@ fn within(operand: &Value) -> Result<Within, DbError> {
             )));
         }
     }
-    Err(cmd("`$geoWithin` needs {\"$geometry\": <Polygon>} or {\"$centerSphere\": [[lon, lat], radians]}"))
+    Err(cmd(
+        "`$geoWithin` needs {\"$geometry\": <Polygon>} or {\"$centerSphere\": [[lon, lat], radians]}",
+    ))
 }
 
 /// `$near`/`$nearSphere`: `{$geometry: Point, $maxDistance, $minDistance}` (metres; the distances
@@ -433,7 +435,10 @@ fn near(op: &str, operand: &Value, siblings: &Map<String, Value>) -> Result<Near
             "`{op}` needs {{\"$geometry\": {{\"type\": \"Point\", \"coordinates\": [lon, lat]}}, \"$maxDistance\": metres}}"
         )));
     };
-    if let Some(k) = m.keys().find(|k| !["$geometry", "$maxDistance", "$minDistance"].contains(&k.as_str())) {
+    if let Some(k) = m
+        .keys()
+        .find(|k| !["$geometry", "$maxDistance", "$minDistance"].contains(&k.as_str()))
+    {
         return Err(cmd(format!("unknown `{op}` field `{k}`")));
     }
     let center = geometry_of(operand, op)?
