@@ -313,3 +313,43 @@ fn index_cells_cover_the_geometry_and_query_cells_find_them() {
     // the whole sphere
     assert_eq!(cap_cells(p(0.0, 0.0), 4.0).len(), 6);
 }
+
+#[test]
+fn random_rings_anywhere_never_panic() {
+    let mut x: u64 = 3;
+    let mut next = || {
+        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut valid = Vec::new();
+    for i in 0..400 {
+        let n = 3 + i % 6;
+        let (lon0, lat0) = (next() * 360.0 - 180.0, next() * 180.0 - 90.0);
+        let spread = [0.001, 1.0, 40.0, 170.0][i % 4];
+        let mut ring: Vec<Value> = (0..n)
+            .map(|_| {
+                let lon = (lon0 + (next() - 0.5) * spread).clamp(-180.0, 180.0);
+                let lat = (lat0 + (next() - 0.5) * spread).clamp(-90.0, 90.0);
+                json!([lon, lat])
+            })
+            .collect();
+        ring.push(ring[0].clone());
+        let line = json!({"type": "LineString", "coordinates": ring[..2].to_vec()});
+        for v in [json!({"type": "Polygon", "coordinates": [ring]}), line] {
+            if let Ok(geom) = Geometry::parse(&v) {
+                valid.push(geom);
+            }
+        }
+    }
+    assert!(valid.len() > 300, "{}", valid.len());
+    for (i, a) in valid.iter().enumerate() {
+        let b = &valid[(i * 7 + 3) % valid.len()];
+        let _ = a.intersects(b);
+        let _ = a.distance(p(next() * 360.0 - 180.0, next() * 180.0 - 90.0));
+        let _ = a.index_cells();
+        let _ = a.query_cells();
+        if let Ok(w) = b.clone().into_within() {
+            let _ = a.within(&w);
+        }
+    }
+}
