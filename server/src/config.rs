@@ -229,7 +229,7 @@ pub enum IndexCommand {
     Create {
         env: String,
         coll: String,
-        /// Fields, comma-separated, each optionally `:desc` (e.g. `city,age:desc`)
+        /// Fields, comma-separated, each optionally `:desc` (e.g. `city,age:desc`); one `FIELD:2dsphere` makes a geo index
         fields: String,
         /// Refuse documents that repeat an indexed value
         #[arg(long)]

@@ -78,6 +78,8 @@ codes! {
     InvalidParam = ("INVALID_PARAM", InvalidRequest, 400, -501007);
     /// A query, update or projection uses an operator that does not exist or is used wrongly.
     InvalidCommand = ("DATABASE_INVALID_COMMAND", InvalidRequest, 400, -502002);
+    /// A GeoJSON value (a geo query's `$geometry`, or a document field a 2dsphere index covers) is not valid: the message says why (unclosed ring, longitude outside [-180, 180], latitude outside [-90, 90], self-crossing ring, ...).
+    InvalidGeometry = ("DATABASE_INVALID_GEOMETRY", InvalidRequest, 400, -502002);
     /// A `$regex` does not compile.
     InvalidRegex = ("DATABASE_INVALID_REGEX", InvalidRequest, 400, -502002);
     /// Security rules that do not parse or have the wrong shape; the message names the rule key and the position.
@@ -94,7 +96,7 @@ codes! {
     InvalidEnv = ("INVALID_ENV", InvalidRequest, 400, -501005);
     /// The CLOUD_API `action` is not one this server handles.
     InvalidAction = ("INVALID_ACTION", InvalidRequest, 400, -501007);
-    /// A CloudBase feature this server does not offer yet (geo queries, some aggregation stages and operators); the message names it.
+    /// A CloudBase feature this server does not offer (legacy flat geo shapes, some aggregation stages and operators); the message names it.
     NotSupported = ("NOT_SUPPORTED", InvalidRequest, 400, -501007);
     /// The request needs a valid access token (missing, malformed, wrongly signed, revoked, or of another env).
     Unauthenticated = ("UNAUTHENTICATED", Unauthenticated, 401, -501007);

@@ -2,8 +2,9 @@
 //! and the check of stored documents against a collection's schema.
 //!
 //! Reads do a point lookup when the filter pins `_id`, else walk the entries of the index the
-//! planner picks (`index::plan`), else scan the collection's key range; every document is matched
-//! against the whole filter either way. Writes hold the collection's write lock while they compute
+//! planner picks (`index::plan`; `index::near` for `$near` on a geo index), else scan the
+//! collection's key range; every document is matched against the whole filter either way. A
+//! `$near` query without an explicit order returns the nearest documents first. Writes hold the collection's write lock while they compute
 //! the whole change — documents and index entries — apply it as one atomic batch, release the
 //! lock, and hand back a [`Commit`] for durability. Every document a write would store is checked
 //! against the collection's schema first.
@@ -16,6 +17,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::database::{coll_id, doc_key, doc_prefix, Database, Find};
+use super::geo;
+use super::index::near::{NearPlan, NearStats};
 use super::index::plan::{self, Plan};
 use super::index::{self, IndexWrites};
 use super::kv::{Commit, Op, Visit};
@@ -37,6 +40,8 @@ pub struct UpdateResult {
 pub(super) enum Access<'f> {
     Id(&'f str),
     Index(Plan),
+    /// `$near` on a geo index: documents come nearest first.
+    Near(NearPlan),
     Scan,
 }
 
@@ -45,6 +50,22 @@ pub(super) enum Access<'f> {
 pub(super) struct Stats {
     keys: u64,
     docs: u64,
+    near: Option<NearStats>,
+}
+
+/// The request of an aggregation `$geoNear` stage (see [`Database::geo_near`]).
+pub struct GeoNear<'a> {
+    /// A GeoJSON Point or a `[longitude, latitude]` pair.
+    pub near: &'a Value,
+    /// The field holding the geometries; `None`: the field of the collection's only 2dsphere index.
+    pub key: Option<&'a str>,
+    /// Metres.
+    pub min_distance: Option<f64>,
+    pub max_distance: Option<f64>,
+    /// A query the documents must also match (already in the client's encoding).
+    pub query: Option<&'a Value>,
+    /// Most documents returned.
+    pub limit: usize,
 }
 
 /// A stored document: its key, its JSON bytes and its parsed value (only the fields the scan
@@ -115,9 +136,18 @@ impl Database {
                 d["type"] = "index".into();
                 d
             }
-            Access::Scan => serde_json::json!({ "type": "collectionScan" }),
+            Access::Near(_) | Access::Scan => Value::Null,
         };
         let (docs, stats) = self.find_with(env, coll, q, &access)?;
+        let plan = match &access {
+            Access::Near(p) => {
+                let mut d = p.describe(stats.near.as_ref().unwrap_or(&NearStats::default()));
+                d["type"] = "geoNear".into();
+                d
+            }
+            Access::Scan => serde_json::json!({ "type": "collectionScan" }),
+            _ => plan,
+        };
         Ok(serde_json::json!({
             "plan": plan,
             "keysExamined": stats.keys,
@@ -137,8 +167,17 @@ impl Database {
         let mut fields = q.filter.fields();
         fields.extend(q.sort.fields());
         let mut page: Vec<Stored> = Vec::new();
-        let in_order = q.sort.is_empty() || matches!(access, Access::Index(p) if p.sorted);
-        let stats = if in_order {
+        let by_distance = q.filter.near().is_some() && q.sort.is_empty();
+        let in_order = if by_distance {
+            matches!(access, Access::Near(_))
+        } else {
+            q.sort.is_empty() || matches!(access, Access::Index(p) if p.sorted)
+        };
+        let stats = if by_distance && !in_order {
+            let (nearest, stats) = self.nearest_by_scan(env, coll, &q.filter, access, Some(&fields), want)?;
+            page.extend(nearest.into_iter().map(|(_, s)| s));
+            stats
+        } else if in_order {
             self.each_match(env, coll, &q.filter, access, Some(&fields), &mut |m| {
                 page.push(m.stored());
                 if page.len() >= want {
@@ -176,6 +215,108 @@ impl Database {
             out.push(RawValue::from_string(raw).map_err(|e| DbError::Storage(e.to_string()))?);
         }
         Ok((out, stats))
+    }
+
+    /// The `want` nearest matches of a `$near` filter read through `access` in any order: all
+    /// matches are visited, keeping memory at O(want). Nearest first, ties in reading order.
+    fn nearest_by_scan(
+        &self,
+        env: &str,
+        coll: &str,
+        filter: &Filter,
+        access: &Access<'_>,
+        fields: Fields<'_>,
+        want: usize,
+    ) -> Result<(Vec<(f64, Stored)>, Stats), DbError> {
+        let mut kept: Vec<(f64, u64, Stored)> = Vec::new();
+        let shrink_at = want.saturating_mul(2).max(64);
+        let by = |a: &(f64, u64, Stored), b: &(f64, u64, Stored)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let mut seq = 0u64;
+        let stats = self.each_match(env, coll, filter, access, fields, &mut |m| {
+            let d = filter.distance(&m.doc).unwrap_or(f64::INFINITY);
+            kept.push((d, seq, m.stored()));
+            seq += 1;
+            if kept.len() >= shrink_at {
+                kept.sort_unstable_by(by);
+                kept.truncate(want);
+            }
+            ControlFlow::Continue(())
+        })?;
+        kept.sort_unstable_by(by);
+        kept.truncate(want);
+        Ok((kept.into_iter().map(|(d, _, s)| (d, s)).collect(), stats))
+    }
+
+    /// `$geoNear` for the aggregation pipeline: the documents nearest to `req.near` (that match
+    /// `req.query`), nearest first, each with its distance in metres to the nearest geometry in
+    /// `req.key`. Uses the 2dsphere index on `key` when there is a ready one, else scans.
+    pub fn geo_near(&self, env: &str, coll: &str, req: &GeoNear<'_>) -> Result<Vec<(Value, f64)>, DbError> {
+        self.check_collection(env, coll)?;
+        let key = match req.key {
+            Some(k) => k.to_string(),
+            None => {
+                let indexes = self.indexes(env, coll)?;
+                let geo: Vec<&str> = indexes
+                    .list
+                    .iter()
+                    .filter(|i| i.is_geo() && i.def.state != index::State::Dropping)
+                    .map(|i| i.first_field())
+                    .collect();
+                match geo.as_slice() {
+                    [one] => one.to_string(),
+                    [] => {
+                        return Err(DbError::InvalidCommand(
+                            "`$geoNear` needs `key`: the collection has no 2dsphere index".into(),
+                        ))
+                    }
+                    _ => {
+                        return Err(DbError::InvalidCommand(
+                            "`$geoNear` needs `key`: the collection has several 2dsphere indexes".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        let point = match req.near {
+            Value::Array(_) => serde_json::json!({"type": "Point", "coordinates": req.near}),
+            other => other.clone(),
+        };
+        let mut near = Map::new();
+        near.insert("$geometry".into(), point);
+        if let Some(d) = req.max_distance {
+            near.insert("$maxDistance".into(), Value::from(d));
+        }
+        if let Some(d) = req.min_distance {
+            near.insert("$minDistance".into(), Value::from(d));
+        }
+        let mut cond = Map::new();
+        cond.insert(key, serde_json::json!({ "$nearSphere": near }));
+        let query = match req.query {
+            None | Some(Value::Null) => Value::Object(cond),
+            Some(q) => serde_json::json!({ "$and": [q, cond] }),
+        };
+        let filter = self.filter(Some(&query))?;
+        let sort = Sort::new(Vec::new());
+        let access = self.access(env, coll, &filter, &sort)?;
+        let found: Vec<(f64, Stored)> = if let Access::Near(_) = access {
+            let mut out = Vec::new();
+            self.each_match(env, coll, &filter, &access, None, &mut |m| {
+                let d = filter.distance(&m.doc).unwrap_or(f64::INFINITY);
+                out.push((d, m.stored()));
+                if out.len() >= req.limit {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
+            out
+        } else {
+            self.nearest_by_scan(env, coll, &filter, &access, None, req.limit)?.0
+        };
+        Ok(found
+            .into_iter()
+            .map(|(d, s)| (s.doc, geo::radians_to_metres(d)))
+            .collect())
     }
 
     /// How many documents match; an index that answers the whole filter counts its entries
@@ -409,6 +550,15 @@ impl Database {
             return Ok(Access::Id(id));
         }
         let indexes = self.indexes(env, coll)?;
+        if let Some((path, near)) = filter.near() {
+            let geo = indexes
+                .list
+                .iter()
+                .find(|i| i.def.state == index::State::Ready && i.is_geo() && i.first_field() == path);
+            if let Some(ix) = geo {
+                return Ok(Access::Near(NearPlan::new(ix.clone(), near)));
+            }
+        }
         Ok(match plan::choose(&indexes, filter, sort) {
             Some(p) => Access::Index(p),
             None => Access::Scan,
@@ -452,6 +602,31 @@ impl Database {
                     }
                 })?;
                 stats.keys = keys;
+            }
+            Access::Near(plan) => {
+                let mut fetch = |id: &str| -> Result<Option<(f64, Stored)>, DbError> {
+                    let key = doc_key(env, coll, id);
+                    let Some(bytes) = self.kv.get(&key)? else {
+                        return Ok(None);
+                    };
+                    stats.docs += 1;
+                    let doc =
+                        scan::decode(&bytes, fields).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+                    if !filter.matches(&doc) {
+                        return Ok(None);
+                    }
+                    let d = filter.distance(&doc).unwrap_or(f64::INFINITY);
+                    Ok(Some((d, Stored { key, bytes, doc })))
+                };
+                let near = plan.run(self.kv.as_ref(), &mut fetch, &mut |_, s| {
+                    visit(Match {
+                        key: &s.key,
+                        bytes: &s.bytes,
+                        doc: s.doc,
+                    })
+                })?;
+                stats.keys = near.keys;
+                stats.near = Some(near);
             }
             Access::Scan => self.kv.scan_prefix(&doc_prefix(env, coll), &mut on_pair)?,
         }

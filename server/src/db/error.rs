@@ -8,6 +8,8 @@ pub enum DbError {
     InvalidParam(String),
     #[error("{0}")]
     InvalidCommand(String),
+    #[error("invalid GeoJSON: {0}")]
+    InvalidGeometry(String),
     #[error("invalid regular expression: {0}")]
     InvalidRegex(String),
     #[error("{0}")]
@@ -66,6 +68,7 @@ impl DbError {
             DbError::InvalidParam(_) => Code::InvalidParam,
             DbError::InvalidCommand(_) => Code::InvalidCommand,
             DbError::InvalidRegex(_) => Code::InvalidRegex,
+            DbError::InvalidGeometry(_) => Code::InvalidGeometry,
             DbError::InvalidName(_) => Code::InvalidName,
             DbError::NestingTooDeep(_) => Code::NestingTooDeep,
             DbError::InvalidEnv(_) => Code::InvalidEnv,

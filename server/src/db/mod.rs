@@ -3,6 +3,7 @@ pub mod aggregate;
 pub mod database;
 pub mod documents;
 pub mod error;
+pub mod geo;
 pub mod index;
 pub mod kv;
 pub mod projection;
@@ -16,6 +17,6 @@ pub mod value;
 mod wal;
 
 pub use database::{Database, Find, FindParts, Limits, DEFAULT_ENV};
-pub use documents::UpdateResult;
+pub use documents::{GeoNear, UpdateResult};
 pub use error::DbError;
 pub use transaction::{Transactions, Tx, Txn, TxnLimits};

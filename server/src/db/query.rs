@@ -8,9 +8,10 @@ use std::cmp::Ordering;
 
 use serde_json::Value;
 
+use crate::db::geo::{Geometry, Point, Within};
 use crate::db::value::{as_date, compare};
 use crate::db::DbError;
-use node::{CmpOp, Node, Path, Test};
+use node::{CmpOp, GeoTest, Node, Path, Test};
 pub(crate) use parse::compile_regex;
 use parse::{is_operator_object, parse_operators, parse_query, Target};
 
@@ -25,9 +26,57 @@ impl Filter {
         let q = query
             .as_object()
             .ok_or_else(|| DbError::InvalidParam("query must be a JSON object".into()))?;
-        Ok(Filter {
-            nodes: parse_query(q, 1)?,
-        })
+        let nodes = parse_query(q, 1)?;
+        check_near(&nodes, true, &mut 0)?;
+        Ok(Filter { nodes })
+    }
+
+    /// The `$near`/`$nearSphere` condition (at most one, at the top level) and its path.
+    pub fn near(&self) -> Option<(&str, &Near)> {
+        fn find(nodes: &[Node]) -> Option<(&str, &Near)> {
+            nodes.iter().find_map(|n| match n {
+                Node::Near(path, near) => Some((path.raw(), near.as_ref())),
+                Node::And(inner) => find(inner),
+                _ => None,
+            })
+        }
+        find(&self.nodes)
+    }
+
+    /// The distance (radians) from the `$near` point to the document's nearest geometry on the
+    /// `$near` path (`None`: no `$near`, or no geometry).
+    pub fn distance(&self, doc: &Value) -> Option<f64> {
+        fn find(nodes: &[Node]) -> Option<(&Path, &Near)> {
+            nodes.iter().find_map(|n| match n {
+                Node::Near(path, near) => Some((path, near.as_ref())),
+                Node::And(inner) => find(inner),
+                _ => None,
+            })
+        }
+        let (path, near) = find(&self.nodes)?;
+        node::distance(path, doc, near)
+    }
+
+    /// The top-level `$geoWithin`/`$geoIntersects` conditions, for a geo index.
+    pub fn geo_conditions(&self) -> Vec<(&str, GeoCond<'_>)> {
+        fn collect<'a>(nodes: &'a [Node], out: &mut Vec<(&'a str, GeoCond<'a>)>) {
+            for n in nodes {
+                match n {
+                    Node::And(inner) => collect(inner, out),
+                    Node::Field(path, Test::Geo(g)) => out.push((
+                        path.raw(),
+                        match g.as_ref() {
+                            GeoTest::Within(w) => GeoCond::Within(w),
+                            GeoTest::Intersects(x) => GeoCond::Intersects(x),
+                        },
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        collect(&self.nodes, &mut out);
+        out
     }
 
     pub fn matches(&self, doc: &Value) -> bool {
@@ -97,6 +146,49 @@ impl Filter {
         let all = collect(&self.nodes, &mut out);
         (out, all)
     }
+}
+
+/// `$near`/`$nearSphere`: distances from `center`, in radians on the unit sphere (`max` is
+/// infinite when not given).
+#[derive(Debug, Clone)]
+pub struct Near {
+    pub center: Point,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A geo condition a geo index can serve.
+pub enum GeoCond<'a> {
+    Within(&'a Within),
+    Intersects(&'a Geometry),
+}
+
+/// `$near` is allowed once, and only as a top-level condition (possibly inside a top-level `$and`),
+/// as in MongoDB: its distance orders the results.
+fn check_near(nodes: &[Node], top: bool, found: &mut usize) -> Result<(), DbError> {
+    for n in nodes {
+        match n {
+            Node::Near(..) => {
+                if !top {
+                    return Err(DbError::InvalidCommand(
+                        "`$near`/`$nearSphere` must be a top-level condition (not inside `$or`, `$nor`, `$not` or `$elemMatch`)"
+                            .into(),
+                    ));
+                }
+                *found += 1;
+                if *found > 1 {
+                    return Err(DbError::InvalidCommand(
+                        "a query can have only one `$near`/`$nearSphere`".into(),
+                    ));
+                }
+            }
+            Node::And(inner) => check_near(inner, top, found)?,
+            Node::Or(inner) | Node::Nor(inner) => check_near(inner, false, found)?,
+            Node::Not(inner) => check_near(std::slice::from_ref(inner.as_ref()), false, found)?,
+            Node::Field(..) | Node::Value(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// A condition on one dot path that an index can serve.
@@ -217,7 +309,11 @@ impl ElementFilter {
                 parse_operators(&Target::Value, m, depth, &mut nodes)?;
                 ElementKind::Operators(nodes)
             }
-            Value::Object(m) if as_date(cond).is_none() => ElementKind::Query(parse_query(m, depth)?),
+            Value::Object(m) if as_date(cond).is_none() => {
+                let nodes = parse_query(m, depth)?;
+                check_near(&nodes, false, &mut 0)?;
+                ElementKind::Query(nodes)
+            }
             other => ElementKind::Equals(other.clone()),
         };
         Ok(ElementFilter { kind })

@@ -11,6 +11,7 @@ mod cli;
 mod cloudapi;
 mod durability;
 mod gateway;
+mod geo;
 mod indexes;
 mod layering;
 mod lifecycle;

@@ -7,9 +7,16 @@
 //! value order; a missing field is indexed as null, and an array gives one entry per element
 //! (a *multikey* index, like MongoDB's). A compound index over two array fields of one document is
 //! refused, as MongoDB refuses "parallel arrays".
+//!
+//! A geo index (`2dsphere`, one field) stores instead, for each GeoJSON geometry the field holds,
+//! the S2 cells covering it (`geo.rs`): `x/{env}/{coll}/{index id}/{8-byte cell id}{_id}` → `_id`.
+//! A cell's descendants are one contiguous range of ids, so a query region becomes a few key
+//! ranges (`plan.rs`, `near.rs`). Documents without the field are not indexed; a value that is not
+//! valid GeoJSON is refused, as MongoDB refuses it.
 
 pub(super) mod build;
 pub mod keys;
+pub mod near;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -18,6 +25,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::geo::Geometry;
 use super::query::DotPath;
 use super::DbError;
 use crate::db::kv::Op;
@@ -35,7 +43,7 @@ const MAX_ENTRIES_PER_DOC: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexField {
     pub field: String,
-    /// `asc` or `desc`.
+    /// `asc`, `desc`, or `2dsphere` (a geo index).
     pub direction: Direction,
 }
 
@@ -44,6 +52,9 @@ pub struct IndexField {
 pub enum Direction {
     Asc,
     Desc,
+    /// S2 cells of GeoJSON geometries, for `$nearSphere`, `$geoWithin`, `$geoIntersects`.
+    #[serde(rename = "2dsphere")]
+    Geo,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +112,10 @@ impl IndexSpec {
                 let direction = match dir {
                     "asc" | "1" => Direction::Asc,
                     "desc" | "-1" => Direction::Desc,
+                    "2dsphere" => Direction::Geo,
                     other => {
                         return Err(DbError::InvalidParam(format!(
-                            "index direction `{}` is not `asc` or `desc`",
+                            "index direction `{}` is not `asc`, `desc` or `2dsphere`",
                             other.chars().take(32).collect::<String>()
                         )))
                     }
@@ -139,12 +151,27 @@ impl IndexSpec {
                 return bad(format!("field `{}` appears twice in the index", f.field));
             }
         }
+        if self.fields.iter().any(|f| f.direction == Direction::Geo) {
+            if self.fields.len() > 1 {
+                return bad("a 2dsphere index has exactly one field".into());
+            }
+            if self.unique {
+                return bad("a 2dsphere index cannot be unique".into());
+            }
+        }
         let name = match &self.name {
             Some(n) => n.clone(),
             None => self
                 .fields
                 .iter()
-                .map(|f| format!("{}_{}", f.field, if f.direction == Direction::Asc { "1" } else { "-1" }))
+                .map(|f| {
+                    let suffix = match f.direction {
+                        Direction::Asc => "1",
+                        Direction::Desc => "-1",
+                        Direction::Geo => "2dsphere",
+                    };
+                    format!("{}_{suffix}", f.field)
+                })
                 .collect::<Vec<_>>()
                 .join("_"),
         };
@@ -180,9 +207,63 @@ impl Index {
         matches!(self.def.state, State::Building | State::Ready)
     }
 
+    /// A `2dsphere` index.
+    pub fn is_geo(&self) -> bool {
+        self.def.fields.first().is_some_and(|f| f.direction == Direction::Geo)
+    }
+
+    /// The indexed field.
+    pub fn first_field(&self) -> &str {
+        self.def.fields.first().map_or("", |f| f.field.as_str())
+    }
+
+    /// The key of `cell` for document `id` in a geo index.
+    pub fn cell_key(&self, cell: u64, id: &str) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        k.extend_from_slice(&cell.to_be_bytes());
+        k.extend_from_slice(id.as_bytes());
+        k
+    }
+
+    /// A geo index's keys: the cells of every geometry the field holds (an array may hold several).
+    fn geo_keys(&self, id: &str, doc: &Value) -> Result<(Vec<Vec<u8>>, bool), DbError> {
+        let field = self.first_field();
+        let mut cells = Vec::new();
+        let mut index_value = |v: &Value| -> Result<(), DbError> {
+            let g = Geometry::parse(v).map_err(|e| {
+                DbError::InvalidGeometry(format!(
+                    "document `{id}`: field `{field}` (2dsphere index `{}`): {e}",
+                    self.def.name
+                ))
+            })?;
+            cells.extend(g.index_cells().into_iter().map(|c| c.id()));
+            Ok(())
+        };
+        for v in self.paths.iter().flat_map(|p| p.values(doc)).flatten() {
+            match v {
+                Value::Null => {}
+                Value::Array(items) => items.iter().try_for_each(&mut index_value)?,
+                other => index_value(other)?,
+            }
+        }
+        cells.sort_unstable();
+        cells.dedup();
+        if cells.len() > MAX_ENTRIES_PER_DOC {
+            return Err(DbError::InvalidParam(format!(
+                "document `{id}` would give index `{}` more than {MAX_ENTRIES_PER_DOC} entries",
+                self.def.name
+            )));
+        }
+        let multikey = cells.len() > 1;
+        Ok((cells.into_iter().map(|c| self.cell_key(c, id)).collect(), multikey))
+    }
+
     /// The keys `doc` gives this index (sorted, no duplicates), and whether it took more than one
     /// value of a field (an array).
     pub fn keys(&self, id: &str, doc: &Value) -> Result<(Vec<Vec<u8>>, bool), DbError> {
+        if self.is_geo() {
+            return self.geo_keys(id, doc);
+        }
         let mut tuples: Vec<Vec<u8>> = vec![self.prefix.clone()];
         let mut multi_field: Option<&str> = None;
         let mut multikey = false;
@@ -219,8 +300,8 @@ impl Index {
                 for v in values.iter().copied() {
                     let mut k = t.clone();
                     match f.direction {
-                        Direction::Asc => keys::encode(v, &mut k),
                         Direction::Desc => keys::encode_desc(v, &mut k),
+                        Direction::Asc | Direction::Geo => keys::encode(v, &mut k),
                     }
                     next.push(k);
                 }
@@ -373,3 +454,6 @@ impl<'a> IndexWrites<'a> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod geo_tests;

@@ -8,6 +8,10 @@
 //! met by different elements). A plan is `exact` when the index alone answers the filter (no
 //! document needs reading to count), and `sorted` when entries come in the requested order (no
 //! sorting, and the scan stops after `skip + limit` matches).
+//!
+//! A `2dsphere` index serves `$geoWithin` / `$geoIntersects`: the query region's covering cells
+//! become key ranges (each cell's descendants, plus the exact coarser cells that contain it, where
+//! large geometries are indexed). `$near` is planned in `near.rs`.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -17,8 +21,9 @@ use serde_json::{json, Value};
 
 use super::keys::{self, encode, encode_desc, invert, prefix_end, string_prefix};
 use super::{Direction, Index, Indexes, State};
+use crate::db::geo::{CellId, COVER_MAX_LEVEL};
 use crate::db::kv::{Kv, Visit};
-use crate::db::query::{self, Conjunct, Filter, Pred, Sort};
+use crate::db::query::{self, Conjunct, Filter, GeoCond, Pred, Sort};
 use crate::db::value::type_rank;
 use crate::db::DbError;
 
@@ -33,6 +38,10 @@ pub struct Plan {
     pub reverse: bool,
     pub sorted: bool,
     pub exact: bool,
+    /// A document may have several entries in the ranges (multikey and geo indexes).
+    dedup: bool,
+    /// For a geo plan: how many cells cover the query region.
+    cells: Option<usize>,
 }
 
 /// How one index field is constrained.
@@ -53,7 +62,11 @@ pub fn choose(indexes: &Indexes, filter: &Filter, sort: &Sort) -> Option<Plan> {
     let (conjuncts, all) = filter.conjuncts();
     let sort_keys: Vec<(&str, query::Direction)> = sort.keys().collect();
     let mut best: Option<((usize, bool, isize), Plan)> = None;
-    for ix in indexes.list.iter().filter(|i| i.def.state == State::Ready) {
+    for ix in indexes
+        .list
+        .iter()
+        .filter(|i| i.def.state == State::Ready && !i.is_geo())
+    {
         let Some((score, plan)) = plan_for(ix, &conjuncts, all, &sort_keys) else {
             continue;
         };
@@ -66,7 +79,63 @@ pub fn choose(indexes: &Indexes, filter: &Filter, sort: &Sort) -> Option<Plan> {
             best = Some((rank, plan));
         }
     }
-    best.map(|(_, p)| p)
+    match (best, geo_plan(indexes, filter, sort)) {
+        // an equality on an ordinary index narrows more than a region does
+        (Some((rank, p)), _) if rank.0 >= 2 => Some(p),
+        (_, Some(g)) => Some(g),
+        (best, None) => best.map(|(_, p)| p),
+    }
+}
+
+/// A plan on a ready geo index for the first `$geoWithin`/`$geoIntersects` condition it serves.
+fn geo_plan(indexes: &Indexes, filter: &Filter, sort: &Sort) -> Option<Plan> {
+    for (path, cond) in filter.geo_conditions() {
+        let Some(ix) = indexes
+            .list
+            .iter()
+            .find(|i| i.def.state == State::Ready && i.is_geo() && i.first_field() == path)
+        else {
+            continue;
+        };
+        let cells = match cond {
+            GeoCond::Within(w) => w.query_cells(),
+            GeoCond::Intersects(g) => g.query_cells(),
+        };
+        return Some(Plan {
+            index: ix.clone(),
+            ranges: cell_ranges(ix, &cells, &mut HashSet::new()),
+            reverse: false,
+            sorted: sort.is_empty(),
+            exact: false,
+            dedup: true,
+            cells: Some(cells.len()),
+        });
+    }
+    None
+}
+
+/// The key ranges of a geo index holding every geometry that may meet the union of `cells`: the
+/// entries of each cell and its descendants, and the exact entries of its ancestors (down to the
+/// coarsest level) that are not in `looked_up` yet. Sorted.
+pub fn cell_ranges(ix: &Index, cells: &[CellId], looked_up: &mut HashSet<u64>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let key = |id: u64| {
+        let mut k = ix.prefix.clone();
+        k.extend_from_slice(&id.to_be_bytes());
+        k
+    };
+    let mut out = Vec::new();
+    for c in cells {
+        out.push((key(c.range_min().id()), key(c.range_max().id().saturating_add(1))));
+        let mut a = *c;
+        while a.level().as_u8() > 0 {
+            a = a.parent();
+            if a.level().as_u8() <= COVER_MAX_LEVEL && looked_up.insert(a.id()) {
+                out.push((key(a.id()), key(a.id() + 1)));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn plan_for(
@@ -159,6 +228,8 @@ fn plan_for(
             reverse,
             sorted,
             exact,
+            dedup: multikey,
+            cells: None,
         },
     ))
 }
@@ -294,7 +365,7 @@ impl Plan {
         let stop = std::cell::Cell::new(false);
         let mut on_entry = |_: &[u8], id: &[u8]| -> Visit {
             keys_read += 1;
-            if self.index.def.multikey && !seen.insert(id.to_vec()) {
+            if self.dedup && !seen.insert(id.to_vec()) {
                 return Ok(ControlFlow::Continue(()));
             }
             let id = std::str::from_utf8(id).map_err(|_| DbError::Storage("corrupt index entry".into()))?;
@@ -328,6 +399,16 @@ impl Plan {
 
     /// What `explain` shows of the plan.
     pub fn describe(&self) -> Value {
+        if let Some(cells) = self.cells {
+            return json!({
+                "index": self.index.def.name,
+                "fields": self.index.def.fields,
+                "cells": cells,
+                "ranges": self.ranges.len(),
+                "sortedByIndex": false,
+                "exact": false,
+            });
+        }
         json!({
             "index": self.index.def.name,
             "fields": self.index.def.fields,

@@ -5,7 +5,8 @@ use std::cmp::Ordering;
 use regex::Regex;
 use serde_json::Value;
 
-use super::ElementFilter;
+use super::{ElementFilter, Near};
+use crate::db::geo::{Geometry, Within};
 use crate::db::value::{as_date, compare, type_rank, values_equal};
 
 /// A condition tree. `Field` applies a test to every value a path reaches (MongoDB's implicit
@@ -17,6 +18,8 @@ pub(super) enum Node {
     Not(Box<Node>),
     Field(Path, Test),
     Value(Test),
+    /// `$near`/`$nearSphere` on a path: the document's nearest geometry there is in range.
+    Near(Path, Box<Near>),
 }
 
 impl Node {
@@ -25,7 +28,7 @@ impl Node {
         match self {
             Node::And(nodes) | Node::Or(nodes) | Node::Nor(nodes) => nodes.iter().for_each(|n| n.fields(out)),
             Node::Not(node) => node.fields(out),
-            Node::Field(path, _) => out.push(path.head()),
+            Node::Field(path, _) | Node::Near(path, _) => out.push(path.head()),
             Node::Value(_) => {}
         }
     }
@@ -38,8 +41,30 @@ impl Node {
             Node::Not(node) => !node.eval(v),
             Node::Field(path, test) => path.any(v, &mut |x| test.on_path(x)),
             Node::Value(test) => test.on_value(v),
+            Node::Near(path, near) => distance(path, v, near).is_some_and(|d| near.min <= d && d <= near.max),
         }
     }
+}
+
+/// The smallest distance (radians) from the centre of `near` to a geometry `path` reaches in `doc`
+/// (a GeoJSON value, or an array of them); `None` when there is none.
+pub(super) fn distance(path: &Path, doc: &Value, near: &Near) -> Option<f64> {
+    let mut best: Option<f64> = None;
+    let mut consider = |v: &Value| {
+        if let Some(g) = Geometry::of_value(v) {
+            let d = g.distance(near.center);
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
+    };
+    path.any(doc, &mut |v| {
+        match v {
+            Some(Value::Array(items)) => items.iter().for_each(&mut consider),
+            Some(other) => consider(other),
+            None => {}
+        }
+        false
+    });
+    best
 }
 
 /// One component of a dot path; `index` is set when it is a canonical array index.
@@ -160,7 +185,14 @@ pub(super) enum Test {
     ElemMatch(Box<ElementFilter>),
     Mod(i64, i64),
     Type(u32),
+    Geo(Box<GeoTest>),
     Never,
+}
+
+/// `$geoWithin` / `$geoIntersects`: a test on a GeoJSON value (anything else does not match).
+pub(crate) enum GeoTest {
+    Within(Within),
+    Intersects(Geometry),
 }
 
 impl Test {
@@ -224,6 +256,10 @@ impl Test {
                 _ => false,
             },
             Test::Type(mask) => type_bit(v) & mask != 0,
+            Test::Geo(geo) => Geometry::of_value(v).is_some_and(|g| match geo.as_ref() {
+                GeoTest::Within(region) => g.within(region),
+                GeoTest::Intersects(other) => g.intersects(other),
+            }),
             Test::Never => false,
         }
     }

@@ -3,8 +3,9 @@
 use regex::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 
-use super::node::{type_mask, CmpOp, InList, Node, Path, Test};
-use super::ElementFilter;
+use super::node::{type_mask, CmpOp, GeoTest, InList, Node, Path, Test};
+use super::{ElementFilter, Near};
+use crate::db::geo::{self, Geometry, Within};
 use crate::db::value::{as_date, DEFAULT_MAX_DEPTH};
 use crate::db::DbError;
 
@@ -42,24 +43,7 @@ fn unsupported(op: &str) -> DbError {
     cmd(format!("`{op}` is not supported yet"))
 }
 
-const UNSUPPORTED: &[&str] = &[
-    "$expr",
-    "$text",
-    "$where",
-    "$jsonSchema",
-    "$near",
-    "$nearSphere",
-    "$geoWithin",
-    "$geoIntersects",
-    "$within",
-    "$geometry",
-    "$maxDistance",
-    "$minDistance",
-    "$box",
-    "$center",
-    "$centerSphere",
-    "$polygon",
-];
+const UNSUPPORTED: &[&str] = &["$expr", "$text", "$where", "$jsonSchema"];
 
 /// True if `v` is an object of operators (`{$gt: 1}`), as opposed to a value to compare with.
 pub(super) fn is_operator_object(v: &Value) -> bool {
@@ -228,6 +212,23 @@ pub(super) fn parse_operators(
                     _ => Node::Nor(subs),
                 }
             }
+            "$geoWithin" | "$within" => target.node(Test::Geo(Box::new(GeoTest::Within(within(operand)?)))),
+            "$geoIntersects" => {
+                let g = geometry_of(operand, op)?;
+                target.node(Test::Geo(Box::new(GeoTest::Intersects(g))))
+            }
+            "$near" | "$nearSphere" => {
+                let Target::Path(path) = target else {
+                    return Err(cmd(format!("`{op}` cannot be used inside `$elemMatch` or `$pull`")));
+                };
+                Node::Near(path.clone(), Box::new(near(op, operand, ops)?))
+            }
+            "$maxDistance" | "$minDistance" => {
+                if !ops.contains_key("$near") && !ops.contains_key("$nearSphere") {
+                    return Err(cmd(format!("`{op}` needs `$near` or `$nearSphere`")));
+                }
+                continue;
+            }
             "$comment" => continue,
             k if UNSUPPORTED.contains(&k) => return Err(unsupported(k)),
             k => return Err(cmd(format!("unknown query operator `{k}`"))),
@@ -370,5 +371,92 @@ pub(crate) fn compile_regex(pattern: &str, options: &str) -> Result<Regex, DbErr
             msg.truncate(cut);
         }
         DbError::InvalidRegex(msg)
+    })
+}
+
+fn bad_geometry(op: &str, e: String) -> DbError {
+    DbError::InvalidGeometry(format!("`{op}`: {e}"))
+}
+
+/// `{$geometry: <GeoJSON>}`, the operand of `$geoIntersects` (and of `$geoWithin`, `$near`).
+fn geometry_of(operand: &Value, op: &str) -> Result<Geometry, DbError> {
+    let g = operand
+        .as_object()
+        .and_then(|m| m.get("$geometry"))
+        .ok_or_else(|| cmd(format!("`{op}` needs {{\"$geometry\": <GeoJSON>}}")))?;
+    Geometry::parse(g).map_err(|e| bad_geometry(op, e))
+}
+
+/// The operand of `$geoWithin`: `{$geometry: Polygon | MultiPolygon}` or
+/// `{$centerSphere: [[lon, lat], radians]}`.
+fn within(operand: &Value) -> Result<Within, DbError> {
+    let m = operand.as_object().ok_or_else(|| {
+        cmd("`$geoWithin` needs {\"$geometry\": <Polygon>} or {\"$centerSphere\": [[lon, lat], radians]}")
+    })?;
+    if m.contains_key("$geometry") {
+        return geometry_of(operand, "$geoWithin")?
+            .into_within()
+            .map_err(|e| bad_geometry("$geoWithin", e));
+    }
+    if let Some(c) = m.get("$centerSphere") {
+        const MSG: &str = "`$centerSphere` is [[longitude, latitude], radius in radians]";
+        let [center, radius] = c.as_array().map(Vec::as_slice).unwrap_or_default() else {
+            return Err(cmd(MSG));
+        };
+        let center = geo::position(center).map_err(|e| bad_geometry("$centerSphere", e))?;
+        let radius = radius
+            .as_f64()
+            .filter(|r| r.is_finite() && *r >= 0.0)
+            .ok_or_else(|| cmd(format!("{MSG}: the radius is a non-negative number")))?;
+        return Ok(Within::Cap { center, radius });
+    }
+    for legacy in ["$box", "$center", "$polygon"] {
+        if m.contains_key(legacy) {
+            return Err(DbError::NotSupported(format!(
+                "`$geoWithin` `{legacy}` (flat legacy coordinates) is not supported: use `$geometry` or `$centerSphere`"
+            )));
+        }
+    }
+    Err(cmd(
+        "`$geoWithin` needs {\"$geometry\": <Polygon>} or {\"$centerSphere\": [[lon, lat], radians]}",
+    ))
+}
+
+/// `$near`/`$nearSphere`: `{$geometry: Point, $maxDistance, $minDistance}` (metres; the distances
+/// may also stand beside the operator, as MongoDB allows).
+fn near(op: &str, operand: &Value, siblings: &Map<String, Value>) -> Result<Near, DbError> {
+    let Some(m) = operand.as_object().filter(|m| m.contains_key("$geometry")) else {
+        if operand.is_array() {
+            return Err(DbError::NotSupported(format!(
+                "`{op}` with legacy coordinate pairs is not supported: use {{\"$geometry\": {{\"type\": \"Point\", \"coordinates\": [lon, lat]}}}}"
+            )));
+        }
+        return Err(cmd(format!(
+            "`{op}` needs {{\"$geometry\": {{\"type\": \"Point\", \"coordinates\": [lon, lat]}}, \"$maxDistance\": metres}}"
+        )));
+    };
+    if let Some(k) = m
+        .keys()
+        .find(|k| !["$geometry", "$maxDistance", "$minDistance"].contains(&k.as_str()))
+    {
+        return Err(cmd(format!("unknown `{op}` field `{k}`")));
+    }
+    let center = geometry_of(operand, op)?
+        .as_point()
+        .ok_or_else(|| bad_geometry(op, "the `$geometry` must be a Point".into()))?;
+    let distance = |key: &str| -> Result<Option<f64>, DbError> {
+        match m.get(key).or_else(|| siblings.get(key)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .map(|d| Some(geo::metres_to_radians(d)))
+                .ok_or_else(|| cmd(format!("`{key}` must be a non-negative number of metres"))),
+        }
+    };
+    Ok(Near {
+        center,
+        min: distance("$minDistance")?.unwrap_or(0.0),
+        max: distance("$maxDistance")?.unwrap_or(f64::INFINITY),
     })
 }

@@ -386,14 +386,9 @@ fn unknown_and_unsupported_operators() {
         DbError::InvalidCommand(msg) => assert_eq!(msg, "unknown query operator `$foo`"),
         other => panic!("{other:?}"),
     }
-    match err(json!({"loc": {"$geoWithin": {"$geometry": {}}}})) {
-        DbError::InvalidCommand(msg) => assert_eq!(msg, "`$geoWithin` is not supported yet"),
-        other => panic!("{other:?}"),
-    }
     for q in [
         json!({"$expr": {}}),
         json!({"$text": {"$search": "x"}}),
-        json!({"l": {"$nearSphere": {}}}),
         json!({"$jsonSchema": {}}),
     ] {
         assert!(matches!(err(q), DbError::InvalidCommand(m) if m.ends_with("is not supported yet")));
@@ -410,6 +405,141 @@ fn unknown_and_unsupported_operators() {
     ));
     // a first key without `$` makes the object a literal value
     assert!(m(json!({"a": {"b": 1, "$gt": 1}}), json!({"a": {"b": 1, "$gt": 1}})));
+}
+
+fn point(lon: f64, lat: f64) -> Value {
+    json!({"type": "Point", "coordinates": [lon, lat]})
+}
+
+fn near(lon: f64, lat: f64, max: Value, min: Value) -> Value {
+    json!({"loc": {"$nearSphere": {"$geometry": point(lon, lat), "$maxDistance": max, "$minDistance": min}}})
+}
+
+#[test]
+fn geo_within_and_intersects_match_geojson_values() {
+    let sq = json!({"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]]});
+    let within = json!({"loc": {"$geoWithin": {"$geometry": sq}}});
+    assert!(m(within.clone(), json!({"loc": point(5.0, 5.0)})));
+    assert!(!m(within.clone(), json!({"loc": point(15.0, 5.0)})));
+    assert!(
+        !m(within.clone(), json!({"loc": [5, 5]})),
+        "legacy pairs are not geometries"
+    );
+    assert!(!m(within.clone(), json!({"loc": "x"})));
+    assert!(!m(within.clone(), json!({})));
+    // an array of geometries matches when one does; a nested path reaches them
+    assert!(m(within.clone(), json!({"loc": [point(50.0, 5.0), point(5.0, 5.0)]})));
+    assert!(m(
+        json!({"shop.loc": {"$geoWithin": {"$geometry": sq}}}),
+        json!({"shop": [{"loc": point(50.0, 0.0)}, {"loc": point(1.0, 1.0)}]})
+    ));
+    // `$within` is MongoDB's old name
+    assert!(m(
+        json!({"loc": {"$within": {"$geometry": sq}}}),
+        json!({"loc": point(5.0, 5.0)})
+    ));
+    // $centerSphere: radians
+    let cs = json!({"loc": {"$geoWithin": {"$centerSphere": [[0, 0], 0.01]}}});
+    assert!(m(cs.clone(), json!({"loc": point(0.5, 0.0)})));
+    assert!(!m(cs, json!({"loc": point(0.6, 0.0)})));
+    let line = json!({"type": "LineString", "coordinates": [[-5, 5], [15, 5]]});
+    let inter = json!({"loc": {"$geoIntersects": {"$geometry": line}}});
+    assert!(m(inter.clone(), json!({"loc": sq})));
+    assert!(!m(inter.clone(), json!({"loc": point(5.0, 6.0)})));
+    // with other conditions, and negated
+    assert!(!m(
+        json!({"loc": {"$not": {"$geoIntersects": {"$geometry": line}}}}),
+        json!({"loc": sq})
+    ));
+    assert!(m(json!({"$or": [inter, {"a": 1}]}), json!({"a": 1})));
+}
+
+#[test]
+fn near_matches_a_distance_range_and_reports_the_nearest_distance() {
+    // 0.01 degree of longitude at the equator is about 1113 m
+    let q = near(0.0, 0.0, json!(1200), json!(1000));
+    assert!(m(q.clone(), json!({"loc": point(0.01, 0.0)})));
+    assert!(
+        !m(q.clone(), json!({"loc": point(0.005, 0.0)})),
+        "nearer than $minDistance"
+    );
+    assert!(!m(q.clone(), json!({"loc": point(0.02, 0.0)})), "beyond $maxDistance");
+    assert!(!m(q.clone(), json!({"loc": "here"})));
+    // an array: its nearest geometry decides
+    assert!(!m(q.clone(), json!({"loc": [point(0.01, 0.0), point(0.001, 0.0)]})));
+    let filter = f(q);
+    let d = filter
+        .distance(&json!({"loc": [point(0.01, 0.0), point(0.02, 0.0)]}))
+        .unwrap();
+    assert!((crate::db::geo::radians_to_metres(d) - 1113.2).abs() < 1.0, "{d}");
+    assert_eq!(filter.near().map(|(p, _)| p), Some("loc"));
+    // distances beside the operator (MongoDB's other spelling), and none at all
+    let q = json!({"loc": {"$near": {"$geometry": point(0.0, 0.0)}, "$maxDistance": 500}});
+    assert!(m(q.clone(), json!({"loc": point(0.001, 0.0)})));
+    assert!(!m(q, json!({"loc": point(0.01, 0.0)})));
+    assert!(m(
+        near(0.0, 0.0, Value::Null, Value::Null),
+        json!({"loc": point(179.0, 0.0)})
+    ));
+    // inside a top-level $and (as rules narrow queries) it is still the query's $near
+    let and = f(json!({"$and": [near(0.0, 0.0, json!(10), json!(0)), {"_openid": "u"}]}));
+    assert!(and.near().is_some());
+}
+
+#[test]
+fn bad_geo_queries_are_clear_errors() {
+    let geom = |e: DbError| matches!(e, DbError::InvalidGeometry(_));
+    let command = |e: DbError, want: &str| matches!(&e, DbError::InvalidCommand(m) if m.contains(want));
+    let unsupported = |e: DbError| matches!(e, DbError::NotSupported(_));
+    assert!(geom(err(
+        json!({"loc": {"$geoWithin": {"$geometry": {"type": "Point", "coordinates": [0, 0]}}}})
+    )));
+    assert!(geom(err(
+        json!({"loc": {"$geoWithin": {"$geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0.5]]]}}}})
+    )));
+    assert!(geom(err(
+        json!({"loc": {"$geoIntersects": {"$geometry": {"type": "Point", "coordinates": [0, 91]}}}})
+    )));
+    let line = json!({"type": "LineString", "coordinates": [[0, 0], [1, 1]]});
+    assert!(geom(err(json!({"loc": {"$nearSphere": {"$geometry": line}}}))));
+    assert!(command(
+        err(json!({"loc": {"$geoIntersects": {"type": "Point", "coordinates": [0, 0]}}})),
+        "$geometry"
+    ));
+    assert!(command(err(json!({"loc": {"$geoWithin": 5}})), "$centerSphere"));
+    assert!(command(
+        err(json!({"loc": {"$geoWithin": {"$centerSphere": [[0, 0], -1]}}})),
+        "non-negative"
+    ));
+    assert!(command(err(near(0.0, 0.0, json!(-1), json!(0))), "$maxDistance"));
+    assert!(command(err(near(0.0, 0.0, json!("far"), json!(0))), "$maxDistance"));
+    assert!(command(err(json!({"loc": {"$maxDistance": 5}})), "needs `$near`"));
+    assert!(command(
+        err(json!({"loc": {"$nearSphere": {"$geometry": point(0.0, 0.0), "$foo": 1}}})),
+        "$foo"
+    ));
+    assert!(command(err(json!({"loc": {"$nearSphere": {}}})), "$geometry"));
+    assert!(unsupported(err(json!({"loc": {"$nearSphere": [0, 0]}}))));
+    assert!(unsupported(err(
+        json!({"loc": {"$geoWithin": {"$box": [[0, 0], [1, 1]]}}})
+    )));
+    assert!(unsupported(err(
+        json!({"loc": {"$geoWithin": {"$polygon": [[0, 0], [1, 1], [1, 0]]}}})
+    )));
+    // $near only once, only at the top level
+    let n = near(0.0, 0.0, json!(10), json!(0));
+    assert!(command(err(json!({"$or": [n.clone(), {"a": 1}]})), "top-level"));
+    assert!(command(err(json!({"$nor": [n.clone()]})), "top-level"));
+    assert!(command(err(json!({"loc": {"$not": n["loc"].clone()}})), "top-level"));
+    assert!(command(err(json!({"a": {"$elemMatch": n.clone()}})), "top-level"));
+    assert!(command(
+        err(json!({"a": {"$elemMatch": n["loc"].clone()}})),
+        "$elemMatch"
+    ));
+    assert!(command(
+        err(json!({"$and": [n.clone(), {"other": n["loc"].clone()}]})),
+        "only one"
+    ));
 }
 
 #[test]
