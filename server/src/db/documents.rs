@@ -101,6 +101,12 @@ impl Budget for Unbudgeted {
     fn release(&self, _: usize) {}
 }
 
+/// A document a read holds, with what holding it charged to the budget.
+type Held = (usize, Stored);
+
+/// Documents nearest first: distance (radians), what each charged, the document.
+type Nearest = Vec<(f64, usize, Stored)>;
+
 /// What one read has charged to a budget; whatever it still holds is given back when it ends.
 struct Tally<'b> {
     budget: &'b dyn Budget,
@@ -296,12 +302,10 @@ impl Database {
         fields: Fields<'_>,
         want: usize,
         tally: &Tally<'_>,
-    ) -> Result<(Vec<(f64, usize, Stored)>, Stats), DbError> {
+    ) -> Result<(Nearest, Stats), DbError> {
         let mut kept: Vec<(f64, u64, usize, Stored)> = Vec::new();
         let shrink_at = want.saturating_mul(2).max(64);
-        let by = |a: &(f64, u64, usize, Stored), b: &(f64, u64, usize, Stored)| {
-            a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
-        };
+        let by = |a: &(f64, u64, usize, Stored), b: &(f64, u64, usize, Stored)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
         let keep_nearest = |kept: &mut Vec<(f64, u64, usize, Stored)>| {
             kept.sort_unstable_by(by);
             for (_, _, n, _) in kept.drain(want.min(kept.len())..) {
@@ -409,33 +413,32 @@ impl Database {
 
     /// The filter of a `$geoNear`: its query and `$nearSphere` on the key field.
     fn geo_near_filter(&self, env: &str, coll: &str, req: &GeoNear<'_>) -> Result<Filter, DbError> {
-        let key = match req.key {
-            Some(k) => k.to_string(),
-            None => {
-                let indexes = self.indexes(env, coll)?;
-                let geo: Vec<&str> = indexes
-                    .list
-                    .iter()
-                    .filter(|i| i.is_geo() && i.def.state != index::State::Dropping)
-                    .map(|i| i.first_field())
-                    .collect();
-                match geo.as_slice() {
-                    [one] => one.to_string(),
-                    [] => {
-                        return Err(DbError::InvalidCommand(
+        let key =
+            match req.key {
+                Some(k) => k.to_string(),
+                None => {
+                    let indexes = self.indexes(env, coll)?;
+                    let geo: Vec<&str> = indexes
+                        .list
+                        .iter()
+                        .filter(|i| i.is_geo() && i.def.state != index::State::Dropping)
+                        .map(|i| i.first_field())
+                        .collect();
+                    match geo.as_slice() {
+                        [one] => one.to_string(),
+                        [] => return Err(DbError::InvalidCommand(
                             "`$geoNear` needs `key`: the collection has no 2dsphere index (create one on the field \
                              holding the locations, or name that field with `key`)"
                                 .into(),
-                        ))
-                    }
-                    _ => {
-                        return Err(DbError::InvalidCommand(
-                            "`$geoNear` needs `key`: the collection has several 2dsphere indexes".into(),
-                        ))
+                        )),
+                        _ => {
+                            return Err(DbError::InvalidCommand(
+                                "`$geoNear` needs `key`: the collection has several 2dsphere indexes".into(),
+                            ))
+                        }
                     }
                 }
-            }
-        };
+            };
         let point = match req.near {
             Value::Array(_) => serde_json::json!({"type": "Point", "coordinates": req.near}),
             other => other.clone(),
@@ -743,9 +746,10 @@ impl Database {
             }
             Access::Near(plan) => {
                 let tally = Tally::new(&Unbudgeted);
-                let near = self.near_matches(env, coll, filter, plan, fields, &tally, &mut stats.docs, &mut |_, m| {
-                    visit(m)
-                })?;
+                let near =
+                    self.near_matches(env, coll, filter, plan, fields, &tally, &mut stats.docs, &mut |_, m| {
+                        visit(m)
+                    })?;
                 stats.keys = near.keys;
                 stats.near = Some(near);
             }
@@ -769,7 +773,7 @@ impl Database {
         docs: &mut u64,
         visit: &mut dyn FnMut(f64, Match<'_>) -> ControlFlow<()>,
     ) -> Result<NearStats, DbError> {
-        let mut fetch = |id: &str| -> Result<Option<(f64, (usize, Stored))>, DbError> {
+        let mut fetch = |id: &str| -> Result<Option<(f64, Held)>, DbError> {
             let key = doc_key(env, coll, id);
             let Some(bytes) = self.kv.get(&key)? else {
                 return Ok(None);

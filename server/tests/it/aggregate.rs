@@ -214,10 +214,16 @@ async fn bad_pipelines_are_clear_4xx_on_both_protocols() {
             "unknown expression operator `$frob`",
         ),
         (
-            json!([{"$geoNear": {"near": [0, 0]}}]),
+            json!([{"$graphLookup": {"from": "todos"}}]),
             400,
             "NOT_SUPPORTED",
-            "`$geoNear` is not supported",
+            "`$graphLookup` is not supported",
+        ),
+        (
+            json!([{"$limit": 1}, {"$geoNear": {"near": [0, 0], "distanceField": "d"}}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "only allowed as the first stage",
         ),
         (
             json!([{"$group": {"_id": null, "m": {"$median": "$n"}}}]),
@@ -777,7 +783,9 @@ async fn geo_near_shows_each_user_only_their_own_documents() {
         let mut grouped = with(json!({})).as_array().unwrap().clone();
         grouped.push(json!({"$group": {"_id": "$_openid", "n": {"$sum": 1}}}));
         assert_eq!(
-            both(&svc, Some(&b.token), "spots", Value::Array(grouped)).await.unwrap(),
+            both(&svc, Some(&b.token), "spots", Value::Array(grouped))
+                .await
+                .unwrap(),
             vec![json!({"_id": b.sub, "n": 2})]
         );
         assert!(both(&svc, Some(&anon.token), "spots", with(json!({})))

@@ -333,7 +333,11 @@ async fn geo_near_aggregation_on_both_protocols() {
         for (d, (dist, id, p)) in docs.iter().zip(&want) {
             assert_eq!(d["_id"], *id);
             assert!((d["distance"].as_f64().expect("distance") - dist).abs() < 1.0, "{d}");
-            assert_eq!(d["loc"], json!({"type": "Point", "coordinates": [p.0, p.1]}), "includeLocs: {d}");
+            assert_eq!(
+                d["loc"],
+                json!({"type": "Point", "coordinates": [p.0, p.1]}),
+                "includeLocs: {d}"
+            );
             assert_eq!(d["kind"], "tea");
         }
     };
@@ -354,11 +358,7 @@ async fn geo_near_aggregation_on_both_protocols() {
     let canonical = r#"{"pipeline":[{"$geoNear":{"distanceField":"distance","spherical":true,
         "near":{"type":"Point","coordinates":[{"$numberDouble":"113.3"},{"$numberDouble":"23.1"}]},
         "query":{"kind":"tea"},"includeLocs":"loc","maxDistance":{"$numberInt":"8000"}}}]}"#;
-    let (status, reply, _) = call(
-        &app,
-        post_json(&agg, &serde_json::from_str(canonical).expect("json")),
-    )
-    .await;
+    let (status, reply, _) = call(&app, post_json(&agg, &serde_json::from_str(canonical).expect("json"))).await;
     assert_eq!(status, 200, "{reply}");
     check(reply["list"].as_array().expect("list"), want.len());
     // CLOUD_API: the same stages as JSON text; the list comes back as JSON text
@@ -382,7 +382,11 @@ async fn geo_near_aggregation_on_both_protocols() {
         {"$bucket": {"groupBy": "$km", "boundaries": [0, 2, 4, 6.0001], "output": {"n": {"$sum": 1}}}}]);
     let (status, reply, _) = call(&app, post_json(&agg, &json!({ "pipeline": bands }))).await;
     assert_eq!(status, 200, "{reply}");
-    let count = |lo: f64, hi: f64| all.iter().filter(|(_, p)| (lo..hi).contains(&metres(CENTRE, *p))).count();
+    let count = |lo: f64, hi: f64| {
+        all.iter()
+            .filter(|(_, p)| (lo..hi).contains(&metres(CENTRE, *p)))
+            .count()
+    };
     let got: Vec<(f64, u64)> = reply["list"]
         .as_array()
         .expect("list")

@@ -52,9 +52,12 @@ pub(super) struct GeoNearSpec {
 }
 
 fn number(name: &str, v: &Value) -> Result<f64, DbError> {
-    v.as_f64()
-        .filter(|d| d.is_finite() && *d >= 0.0)
-        .ok_or_else(|| cmd(format!("`$geoNear` `{name}` must be a non-negative number, not {}", shown(Some(v)))))
+    v.as_f64().filter(|d| d.is_finite() && *d >= 0.0).ok_or_else(|| {
+        cmd(format!(
+            "`$geoNear` `{name}` must be a non-negative number, not {}",
+            shown(Some(v))
+        ))
+    })
 }
 
 fn path(name: &str, v: &Value) -> Result<Vec<String>, DbError> {
@@ -117,9 +120,9 @@ pub(super) fn parse(spec: &Value, scope: &mut Scope) -> Result<(GeoNearSpec, Opt
         }
         Some(other) => {
             return Err(cmd(format!(
-                "`$geoNear` `near` must be a GeoJSON Point {{\"type\": \"Point\", \"coordinates\": [lon, lat]}}, not {}",
-                shown(Some(other))
-            )))
+            "`$geoNear` `near` must be a GeoJSON Point {{\"type\": \"Point\", \"coordinates\": [lon, lat]}}, not {}",
+            shown(Some(other))
+        )))
         }
     };
     let distance_field = match m.get("distanceField") {

@@ -368,14 +368,14 @@ impl Database {
         let fields = pipeline.source_fields();
         let fields: Option<Vec<&str>> = fields.as_ref().map(|f| f.iter().map(String::as_str).collect());
         let mut failure = None;
-        let mut feed = |doc: Result<Option<Value>, DbError>, runner: &mut Runner| {
-            match doc.and_then(|d| d.map_or(Ok(Flow::Go), |d| runner.push(0, d))) {
-                Ok(Flow::Go) => ControlFlow::Continue(()),
-                Ok(Flow::Stop) => ControlFlow::Break(()),
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
+        let mut feed = |doc: Result<Option<Value>, DbError>, runner: &mut Runner| match doc
+            .and_then(|d| d.map_or(Ok(Flow::Go), |d| runner.push(0, d)))
+        {
+            Ok(Flow::Go) => ControlFlow::Continue(()),
+            Ok(Flow::Stop) => ControlFlow::Break(()),
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
             }
         };
         if let Some(g) = &pipeline.near {

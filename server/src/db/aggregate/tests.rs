@@ -1242,8 +1242,10 @@ fn random_stage(rng: &mut rand::rngs::ThreadRng) -> Value {
         12 => json!({"$lookup": {"from": "tagdefs", "localField": "tags", "foreignField": "names", "as": "j"}}),
         13 => json!({"$sortByCount": ex(rng)}),
         14 => json!({"$sample": {"size": rng.random_range(0..4)}}),
-        15 => json!({"$geoNear": {"near": {"type": "Point", "coordinates": [rng.random_range(-180..=180), rng.random_range(-90..=90)]},
-            "distanceField": "d", "key": "loc", "includeLocs": "l", "query": {"$expr": ex(rng)}}}),
+        15 => {
+            json!({"$geoNear": {"near": {"type": "Point", "coordinates": [rng.random_range(-180..=180), rng.random_range(-90..=90)]},
+            "distanceField": "d", "key": "loc", "includeLocs": "l", "query": {"$expr": ex(rng)}}})
+        }
         _ => {
             const STAGES: &[&str] = &[
                 "$match",

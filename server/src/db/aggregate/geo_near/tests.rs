@@ -19,7 +19,12 @@ const CENTRE: [f64; 2] = [113.3, 23.1];
 
 /// Great-circle metres between two [lon, lat] points (haversine, MongoDB's Earth radius).
 fn haversine(a: [f64; 2], b: [f64; 2]) -> f64 {
-    let (l1, p1, l2, p2) = (a[0].to_radians(), a[1].to_radians(), b[0].to_radians(), b[1].to_radians());
+    let (l1, p1, l2, p2) = (
+        a[0].to_radians(),
+        a[1].to_radians(),
+        b[0].to_radians(),
+        b[1].to_radians(),
+    );
     let h = ((p2 - p1) / 2.0).sin().powi(2) + p1.cos() * p2.cos() * ((l2 - l1) / 2.0).sin().powi(2);
     2.0 * R * h.sqrt().asin()
 }
@@ -41,7 +46,8 @@ fn places(n: usize, pad: usize) -> Vec<Value> {
             }
             if i % 5 == 0 {
                 let q = [p[0] + 0.01, p[1]];
-                d["alt"] = json!([{"type": "Point", "coordinates": q}, {"type": "Point", "coordinates": [p[0] - 0.05, p[1]]}]);
+                d["alt"] =
+                    json!([{"type": "Point", "coordinates": q}, {"type": "Point", "coordinates": [p[0] - 0.05, p[1]]}]);
             }
             if pad > 0 {
                 d["pad"] = json!("x".repeat(pad));
@@ -104,7 +110,10 @@ fn point(p: [f64; 2]) -> Value {
 }
 
 fn coords(v: &Value) -> [f64; 2] {
-    [v["coordinates"][0].as_f64().unwrap(), v["coordinates"][1].as_f64().unwrap()]
+    [
+        v["coordinates"][0].as_f64().unwrap(),
+        v["coordinates"][1].as_f64().unwrap(),
+    ]
 }
 
 fn ids(docs: &[Value]) -> Vec<&str> {
@@ -144,13 +153,20 @@ fn distances_are_great_circle_metres_nearest_first() {
         json!({"$geoNear": {"near": point(at), "distanceField": "d"}}),
         json!([{"$limit": 1}]),
     );
-    assert_eq!((top[0]["_id"].clone(), top[0]["d"].as_f64()), (out[3]["_id"].clone(), Some(0.0)));
+    assert_eq!(
+        (top[0]["_id"].clone(), top[0]["d"].as_f64()),
+        (out[3]["_id"].clone(), Some(0.0))
+    );
 }
 
 #[test]
 fn bounds_query_and_multiplier() {
     let (_d, db) = store();
-    let all = both(&db, json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}), json!([]));
+    let all = both(
+        &db,
+        json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}),
+        json!([]),
+    );
     let within = |lo: f64, hi: f64| -> Vec<&str> {
         all.iter()
             .filter(|d| (lo..=hi).contains(&d["d"].as_f64().unwrap()))
@@ -245,7 +261,10 @@ fn include_locs_key_and_dotted_fields() {
         "indexed",
         json!([{"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}]),
     );
-    assert!(matches!(&e, DbError::InvalidCommand(m) if m.contains("several 2dsphere indexes")), "{e}");
+    assert!(
+        matches!(&e, DbError::InvalidCommand(m) if m.contains("several 2dsphere indexes")),
+        "{e}"
+    );
     let by_alt = run(
         &db,
         "indexed",
@@ -265,7 +284,11 @@ fn include_locs_key_and_dotted_fields() {
 #[test]
 fn legacy_pairs_measure_in_radians() {
     let (_d, db) = store();
-    let metres = both(&db, json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}), json!([]));
+    let metres = both(
+        &db,
+        json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}),
+        json!([]),
+    );
     let out = both(
         &db,
         json!({"$geoNear": {"near": CENTRE, "spherical": true, "distanceField": "d", "maxDistance": 3000.0 / R}}),
@@ -285,14 +308,25 @@ fn legacy_pairs_measure_in_radians() {
     );
     assert!((out[0]["km"].as_f64().unwrap() * 1000.0 - metres[0]["d"].as_f64().unwrap()).abs() < 1e-6);
     // without spherical a legacy pair would mean flat 2d geometry
-    let e = fails(&db, "indexed", json!([{"$geoNear": {"near": CENTRE, "distanceField": "d"}}]));
-    assert!(matches!(&e, DbError::NotSupported(m) if m.contains("spherical: true")), "{e}");
+    let e = fails(
+        &db,
+        "indexed",
+        json!([{"$geoNear": {"near": CENTRE, "distanceField": "d"}}]),
+    );
+    assert!(
+        matches!(&e, DbError::NotSupported(m) if m.contains("spherical: true")),
+        "{e}"
+    );
 }
 
 #[test]
 fn later_stages_work_on_the_output() {
     let (_d, db) = store();
-    let all = both(&db, json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}), json!([]));
+    let all = both(
+        &db,
+        json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d"}}),
+        json!([]),
+    );
     let stage = json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d", "spherical": true}});
     let out = both(
         &db,
@@ -325,7 +359,13 @@ fn later_stages_work_on_the_output() {
         all.len() as u64
     );
     // the client cap (a final $limit) keeps the nearest
-    for (coll, stage) in [("indexed", stage.clone()), ("plain", json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d", "key": "loc"}}))] {
+    for (coll, stage) in [
+        ("indexed", stage.clone()),
+        (
+            "plain",
+            json!({"$geoNear": {"near": point(CENTRE), "distanceField": "d", "key": "loc"}}),
+        ),
+    ] {
         let mut p = db.pipeline(&json!([stage])).unwrap();
         p.cap_output(2);
         let capped: Vec<Value> = db
@@ -390,9 +430,17 @@ fn memory_held_by_the_search_is_bounded() {
             "{coll}: {e}"
         );
         // the nearest few do not
-        let out = run(&db, coll, json!([{"$geoNear": spec}, {"$limit": 5}, {"$project": {"d": 1}}]));
+        let out = run(
+            &db,
+            coll,
+            json!([{"$geoNear": spec}, {"$limit": 5}, {"$project": {"d": 1}}]),
+        );
         assert_eq!(out.len(), 5);
-        let out = run(&db, coll, json!([{"$geoNear": spec}, {"$skip": 10}, {"$limit": 5}, {"$count": "n"}]));
+        let out = run(
+            &db,
+            coll,
+            json!([{"$geoNear": spec}, {"$skip": 10}, {"$limit": 5}, {"$count": "n"}]),
+        );
         assert_eq!(out, vec![json!({"n": 5})]);
         let out = run(
             &db,
@@ -425,7 +473,12 @@ impl Budget for Counter {
 fn what_the_search_holds_is_given_back_however_it_ends() {
     let (_d, db) = store_with(Limits::default(), 2000, 100);
     let near = point(CENTRE);
-    for (coll, stop_after) in [("indexed", 10), ("indexed", usize::MAX), ("plain", 10), ("plain", usize::MAX)] {
+    for (coll, stop_after) in [
+        ("indexed", 10),
+        ("indexed", usize::MAX),
+        ("plain", 10),
+        ("plain", usize::MAX),
+    ] {
         let req = GeoNear {
             near: &near,
             key: Some("loc"),
@@ -494,26 +547,82 @@ fn bad_geo_near_stages_are_refused_with_the_problem_named() {
         geometry,
         "must be a Point",
     );
-    msg(p(json!({"near": {"type": "Blob"}, "distanceField": "d"})), geometry, "`near`");
+    msg(
+        p(json!({"near": {"type": "Blob"}, "distanceField": "d"})),
+        geometry,
+        "`near`",
+    );
     msg(
         p(json!({"near": [0, 95], "spherical": true, "distanceField": "d"})),
         geometry,
         "latitude 95",
     );
-    msg(p(json!({"near": "here", "distanceField": "d"})), command, "`near` must be a GeoJSON Point");
+    msg(
+        p(json!({"near": "here", "distanceField": "d"})),
+        command,
+        "`near` must be a GeoJSON Point",
+    );
     // bad options
-    msg(p(json!({"near": near, "distanceField": ""})), command, "`distanceField`");
-    msg(p(json!({"near": near, "distanceField": "$d"})), command, "`distanceField`");
-    msg(p(json!({"near": near, "distanceField": 5})), command, "`distanceField` must be a field path");
-    msg(p(json!({"near": near, "distanceField": "d", "includeLocs": "a..b"})), command, "`includeLocs`");
-    msg(p(json!({"near": near, "distanceField": "d", "maxDistance": -1})), command, "`maxDistance` must be a non-negative");
-    msg(p(json!({"near": near, "distanceField": "d", "minDistance": "far"})), command, "`minDistance`");
-    msg(p(json!({"near": near, "distanceField": "d", "distanceMultiplier": -2})), command, "`distanceMultiplier`");
-    msg(p(json!({"near": near, "distanceField": "d", "spherical": "yes"})), command, "`spherical`");
-    msg(p(json!({"near": near, "distanceField": "d", "limit": 0})), command, "`limit` must be a positive");
-    msg(p(json!({"near": near, "distanceField": "d", "key": 3})), command, "`key`");
-    msg(p(json!({"near": near, "distanceField": "d", "nearby": 1})), command, "unknown `$geoNear` option `nearby`");
-    msg(p(json!({"near": near, "distanceField": "d", "query": [1]})), command, "`query` must be a query object");
+    msg(
+        p(json!({"near": near, "distanceField": ""})),
+        command,
+        "`distanceField`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "$d"})),
+        command,
+        "`distanceField`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": 5})),
+        command,
+        "`distanceField` must be a field path",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "includeLocs": "a..b"})),
+        command,
+        "`includeLocs`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "maxDistance": -1})),
+        command,
+        "`maxDistance` must be a non-negative",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "minDistance": "far"})),
+        command,
+        "`minDistance`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "distanceMultiplier": -2})),
+        command,
+        "`distanceMultiplier`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "spherical": "yes"})),
+        command,
+        "`spherical`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "limit": 0})),
+        command,
+        "`limit` must be a positive",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "key": 3})),
+        command,
+        "`key`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "nearby": 1})),
+        command,
+        "unknown `$geoNear` option `nearby`",
+    );
+    msg(
+        p(json!({"near": near, "distanceField": "d", "query": [1]})),
+        command,
+        "`query` must be a query object",
+    );
     msg(
         p(json!({"near": near, "distanceField": "d", "query": {"loc": {"$nearSphere": {"$geometry": near}}}})),
         command,
@@ -526,8 +635,15 @@ fn bad_geo_near_stages_are_refused_with_the_problem_named() {
     );
     // no 2dsphere index and no key: nothing to measure
     let e = fails(&db, "plain", p(json!({"near": near, "distanceField": "d"})));
-    assert!(matches!(&e, DbError::InvalidCommand(m) if m.contains("no 2dsphere index")), "{e}");
+    assert!(
+        matches!(&e, DbError::InvalidCommand(m) if m.contains("no 2dsphere index")),
+        "{e}"
+    );
     // a collection that does not exist
-    let e = fails(&db, "nope", p(json!({"near": near, "distanceField": "d", "key": "loc"})));
+    let e = fails(
+        &db,
+        "nope",
+        p(json!({"near": near, "distanceField": "d", "key": "loc"})),
+    );
     assert!(matches!(e, DbError::CollectionNotExist(_)), "{e}");
 }
