@@ -1,5 +1,5 @@
 // The database through the unmodified @cloudbase/js-sdk as a signed-in user under the PRIVATE
-// preset, run once per endpoint mode (GATEWAY REST and CLOUD_API `POST /web`) by the two
+// preset (reads, writes, aggregate().geoNear), run once per endpoint mode (GATEWAY REST and CLOUD_API `POST /web`) by the two
 // database-*.test.js files: each is its own process, so each has its own SDK state and server.
 'use strict'
 
@@ -18,6 +18,8 @@ function databaseSuite(mode) {
     adm = admin(server)
     await adm.createCollection('todos') // a new collection is PRIVATE
     await adm.createCollection('locked')
+    await adm.createCollection('places') // PRIVATE too, with a 2dsphere index
+    await adm.call('POST', '/admin/v1/envs/default/collections/places/indexes', { fields: 'location:2dsphere' })
     await adm.setRules('locked', { preset: 'ADMINONLY' })
     amy = await signUp(server, { username: 'amy', password: 'amy password' })
     sdk = sdkApp(server, mode)
@@ -175,6 +177,54 @@ function databaseSuite(mode) {
     // nothing was written
     const locked = await http(server.base, 'GET', `${DB}/collections/locked/documents`, { token: ADMIN_KEY })
     assert.deepEqual(locked.body.list, [])
+  })
+
+  test(`${mode}: aggregate().geoNear: nearest first with distances, only the caller's own documents`, async () => {
+    const R = 6378100
+    const rad = (x) => (x * Math.PI) / 180
+    const metres = ([l1, p1], [l2, p2]) => {
+      const h = Math.sin(rad(p2 - p1) / 2) ** 2 + Math.cos(rad(p1)) * Math.cos(rad(p2)) * Math.sin(rad(l2 - l1) / 2) ** 2
+      return 2 * R * Math.asin(Math.sqrt(h))
+    }
+    const centre = [113.3245, 23.1064]
+    const places = () => db.collection('places')
+    const geoNear = (extra = {}) => places().aggregate()
+      .geoNear({ distanceField: 'distance', spherical: true, near: new db.Geo.Point(centre[0], centre[1]), ...extra })
+      .end()
+
+    // another user's place, nearer than all of amy's
+    assert.equal((await sdk.auth.signInAnonymously()).error, null)
+    await places().add({ name: 'bob cafe', kind: 'cafe', location: new db.Geo.Point(113.3246, 23.1064) })
+
+    await signInAmy()
+    const amyPlaces = [
+      ['tea house', 'tea', [113.3310, 23.1370]],
+      ['noodle bar', 'food', [113.3170, 23.0980]],
+      ['bookshop', 'books', [113.3210, 23.1190]],
+    ]
+    await places().add(amyPlaces.map(([name, kind, p]) => ({ name, kind, location: new db.Geo.Point(p[0], p[1]) })))
+    const want = amyPlaces.map(([name, , p]) => [name, metres(centre, p)]).sort((a, b) => a[1] - b[1])
+
+    const res = await geoNear({ includeLocs: 'loc' })
+    assert.equal(res.code, undefined, JSON.stringify(res))
+    assert.deepEqual(res.data.map((d) => d.name), want.map(([n]) => n))
+    res.data.forEach((d, i) => {
+      assert.ok(Math.abs(d.distance - want[i][1]) < 1, `${d.name}: ${d.distance} vs ${want[i][1]}`)
+      assert.equal(d._openid, amy.sub)
+      assert.deepEqual(d.loc, d.location) // the SDK turns both GeoJSON values into Geo.Point
+    })
+
+    // query (through the SDK's query serializer), maxDistance, and the stages after it
+    const food = await geoNear({ query: { kind: _.neq('tea') }, maxDistance: 2000 })
+    assert.deepEqual(food.data.map((d) => d.name), ['noodle bar', 'bookshop'])
+    const $ = db.command.aggregate
+    const counted = await places().aggregate()
+      .geoNear({ distanceField: 'd', spherical: true, near: new db.Geo.Point(centre[0], centre[1]) })
+      .group({ _id: null, n: $.sum(1), nearest: $.min('$d') })
+      .end()
+    assert.equal(counted.data.length, 1)
+    assert.equal(counted.data[0].n, 3)
+    assert.ok(Math.abs(counted.data[0].nearest - want[0][1]) < 1)
   })
 }
 

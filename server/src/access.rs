@@ -130,9 +130,11 @@ impl Gate {
     }
 
     /// The collections an aggregation reads, under the caller's rules: the pipeline's source
-    /// (its leading `$match`, or everything) is checked and narrowed exactly like a `where()`
-    /// read, and every `$lookup` by the read rules of the collection it reads (its pipeline's
-    /// leading `$match`, or everything). Admins pass untouched.
+    /// (its leading `$match`, or its `$geoNear`'s `query`, or everything) is checked and narrowed
+    /// exactly like a `where()` read, and every `$lookup` by the read rules of the collection it
+    /// reads (its pipeline's leading `$match`, or everything). A `$geoNear` reads nothing but
+    /// the documents of that narrowed source, so a `PRIVATE` user's nearest documents are their
+    /// own. Admins pass untouched.
     pub fn aggregate(
         &self,
         db: &Database,

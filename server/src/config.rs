@@ -114,7 +114,7 @@ pub struct ServeArgs {
     /// Most operations (reads and writes) in one client transaction (1-10000) [default: 100]
     #[arg(long, env = "LIGHTBASE_TRANSACTION_MAX_OPS", value_name = "N")]
     pub transaction_max_ops: Option<usize>,
-    /// Bytes one aggregation may hold in memory ($group, $sort, $bucketAuto, $sample, $facet, $lookup),
+    /// Bytes one aggregation may hold in memory ($group, $sort, $bucketAuto, $sample, $facet, $lookup, $geoNear),
     /// estimated; more fails with DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED [default: 104857600]
     #[arg(long, env = "LIGHTBASE_AGGREGATE_MEMORY_LIMIT", value_name = "BYTES")]
     pub aggregate_memory_limit: Option<usize>,

@@ -152,7 +152,7 @@ codes! {
     TransactionTooLarge = ("DATABASE_TRANSACTION_TOO_LARGE", TooLarge, 413, -501007);
     /// The reply would exceed 1 MB: narrow the query, lower `limit` or project fewer fields.
     ResultTooLarge = ("DATABASE_RESULT_SIZE_LIMIT_EXCEEDED", TooLarge, 413, -602001);
-    /// An aggregation would hold more in memory (`$group`, `$sort`, `$bucket`, `$bucketAuto`, `$sample`, `$facet`, `$lookup`) than `--aggregate-memory-limit`.
+    /// An aggregation would hold more in memory (`$group`, `$sort`, `$bucket`, `$bucketAuto`, `$sample`, `$facet`, `$lookup`, `$geoNear`) than `--aggregate-memory-limit`.
     AggregateMemoryLimit = ("DATABASE_AGGREGATE_MEMORY_LIMIT_EXCEEDED", TooLarge, 413, -502001);
     /// Too many requests from this address or user: wait the `Retry-After` seconds (CLOUD_API answers HTTP 200).
     RateLimited = ("EXCEED_REQUEST_LIMIT", RateLimited, 429, -501003);

@@ -9,6 +9,7 @@
 //! lock, and hand back a [`Commit`] for durability. Every document a write would store is checked
 //! against the collection's schema first.
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -64,8 +65,78 @@ pub struct GeoNear<'a> {
     pub max_distance: Option<f64>,
     /// A query the documents must also match (already in the client's encoding).
     pub query: Option<&'a Value>,
-    /// Most documents returned.
+    /// Most documents returned (without a geo index, the scan keeps this many nearest ones).
     pub limit: usize,
+    /// Also return the geometry each distance was measured to ([`GeoHit::location`]).
+    pub locations: bool,
+}
+
+/// One document `$geoNear` found.
+pub struct GeoHit {
+    pub doc: Value,
+    /// Metres from the point to the document's nearest geometry in the `key` field.
+    pub distance: f64,
+    /// That geometry, when [`GeoNear::locations`] asked for it.
+    pub location: Option<Value>,
+}
+
+/// A memory budget for what a read holds while it orders documents by distance (the candidates
+/// of a `$near` round that are not yet certain, the nearest-so-far of a scan): an aggregation's
+/// memory limit.
+pub trait Budget {
+    /// Charges one held document (its stored bytes and decoded value). Returns what it charged,
+    /// to give back with [`Budget::release`], or the error that ends the read.
+    fn hold(&self, bytes: &[u8], doc: &Value) -> Result<usize, DbError>;
+    /// Gives back what `hold` charged.
+    fn release(&self, n: usize);
+}
+
+/// No budget: reads whose page size already bounds what they keep.
+struct Unbudgeted;
+
+impl Budget for Unbudgeted {
+    fn hold(&self, _: &[u8], _: &Value) -> Result<usize, DbError> {
+        Ok(0)
+    }
+    fn release(&self, _: usize) {}
+}
+
+/// A document a read holds, with what holding it charged to the budget.
+type Held = (usize, Stored);
+
+/// Documents nearest first: distance (radians), what each charged, the document.
+type Nearest = Vec<(f64, usize, Stored)>;
+
+/// What one read has charged to a budget; whatever it still holds is given back when it ends.
+struct Tally<'b> {
+    budget: &'b dyn Budget,
+    held: Cell<usize>,
+}
+
+impl<'b> Tally<'b> {
+    fn new(budget: &'b dyn Budget) -> Tally<'b> {
+        Tally {
+            budget,
+            held: Cell::new(0),
+        }
+    }
+
+    fn hold(&self, s: &Stored) -> Result<usize, DbError> {
+        let n = self.budget.hold(&s.bytes, &s.doc)?;
+        self.held.set(self.held.get() + n);
+        Ok(n)
+    }
+
+    fn release(&self, n: usize) {
+        self.held.set(self.held.get().saturating_sub(n));
+        self.budget.release(n);
+    }
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.held.get());
+    }
 }
 
 /// A stored document: its key, its JSON bytes and its parsed value (only the fields the scan
@@ -174,8 +245,9 @@ impl Database {
             q.sort.is_empty() || matches!(access, Access::Index(p) if p.sorted)
         };
         let stats = if by_distance && !in_order {
-            let (nearest, stats) = self.nearest_by_scan(env, coll, &q.filter, access, Some(&fields), want)?;
-            page.extend(nearest.into_iter().map(|(_, s)| s));
+            let tally = Tally::new(&Unbudgeted);
+            let (nearest, stats) = self.nearest_by_scan(env, coll, &q.filter, access, Some(&fields), want, &tally)?;
+            page.extend(nearest.into_iter().map(|(_, _, s)| s));
             stats
         } else if in_order {
             self.each_match(env, coll, &q.filter, access, Some(&fields), &mut |m| {
@@ -218,7 +290,9 @@ impl Database {
     }
 
     /// The `want` nearest matches of a `$near` filter read through `access` in any order: all
-    /// matches are visited, keeping memory at O(want). Nearest first, ties in reading order.
+    /// matches are visited, keeping memory at O(want) (charged to `tally`; each match comes with
+    /// what it holds there). Nearest first, ties in reading order.
+    #[allow(clippy::too_many_arguments)]
     fn nearest_by_scan(
         &self,
         env: &str,
@@ -227,56 +301,144 @@ impl Database {
         access: &Access<'_>,
         fields: Fields<'_>,
         want: usize,
-    ) -> Result<(Vec<(f64, Stored)>, Stats), DbError> {
-        let mut kept: Vec<(f64, u64, Stored)> = Vec::new();
+        tally: &Tally<'_>,
+    ) -> Result<(Nearest, Stats), DbError> {
+        let mut kept: Vec<(f64, u64, usize, Stored)> = Vec::new();
         let shrink_at = want.saturating_mul(2).max(64);
-        let by = |a: &(f64, u64, Stored), b: &(f64, u64, Stored)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let by = |a: &(f64, u64, usize, Stored), b: &(f64, u64, usize, Stored)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        let keep_nearest = |kept: &mut Vec<(f64, u64, usize, Stored)>| {
+            kept.sort_unstable_by(by);
+            for (_, _, n, _) in kept.drain(want.min(kept.len())..) {
+                tally.release(n);
+            }
+        };
         let mut seq = 0u64;
+        let mut failure = None;
         let stats = self.each_match(env, coll, filter, access, fields, &mut |m| {
             let d = filter.distance(&m.doc).unwrap_or(f64::INFINITY);
-            kept.push((d, seq, m.stored()));
+            let s = m.stored();
+            match tally.hold(&s) {
+                Ok(n) => kept.push((d, seq, n, s)),
+                Err(e) => {
+                    failure = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
             seq += 1;
             if kept.len() >= shrink_at {
-                kept.sort_unstable_by(by);
-                kept.truncate(want);
+                keep_nearest(&mut kept);
             }
             ControlFlow::Continue(())
         })?;
-        kept.sort_unstable_by(by);
-        kept.truncate(want);
-        Ok((kept.into_iter().map(|(d, _, s)| (d, s)).collect(), stats))
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        keep_nearest(&mut kept);
+        Ok((kept.into_iter().map(|(d, _, n, s)| (d, n, s)).collect(), stats))
     }
 
     /// `$geoNear` for the aggregation pipeline: the documents nearest to `req.near` (that match
     /// `req.query`), nearest first, each with its distance in metres to the nearest geometry in
     /// `req.key`. Uses the 2dsphere index on `key` when there is a ready one, else scans.
     pub fn geo_near(&self, env: &str, coll: &str, req: &GeoNear<'_>) -> Result<Vec<(Value, f64)>, DbError> {
+        let mut out = Vec::new();
+        if req.limit == 0 {
+            return Ok(out);
+        }
+        self.geo_near_each(env, coll, req, None, &Unbudgeted, &mut |hit| {
+            out.push((hit.doc, hit.distance));
+            if out.len() >= req.limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// [`Database::geo_near`] as a stream: calls `visit` with each document, nearest first, until
+    /// it breaks, decoding only `fields` (and what the search reads; `None` = everything).
+    ///
+    /// Without `key`, the field of the collection's only 2dsphere index is used (an error when it
+    /// has none or several). With a ready 2dsphere index on the field, documents come from the
+    /// index's growing-cap search, which stops as soon as `visit` breaks; without one the
+    /// collection is scanned, keeping the `req.limit` nearest. What either holds along the way is
+    /// charged to `budget`.
+    pub fn geo_near_each(
+        &self,
+        env: &str,
+        coll: &str,
+        req: &GeoNear<'_>,
+        fields: Fields<'_>,
+        budget: &dyn Budget,
+        visit: &mut dyn FnMut(GeoHit) -> ControlFlow<()>,
+    ) -> Result<(), DbError> {
         self.check_collection(env, coll)?;
-        let key = match req.key {
-            Some(k) => k.to_string(),
-            None => {
-                let indexes = self.indexes(env, coll)?;
-                let geo: Vec<&str> = indexes
-                    .list
-                    .iter()
-                    .filter(|i| i.is_geo() && i.def.state != index::State::Dropping)
-                    .map(|i| i.first_field())
-                    .collect();
-                match geo.as_slice() {
-                    [one] => one.to_string(),
-                    [] => {
-                        return Err(DbError::InvalidCommand(
-                            "`$geoNear` needs `key`: the collection has no 2dsphere index".into(),
-                        ))
-                    }
-                    _ => {
-                        return Err(DbError::InvalidCommand(
-                            "`$geoNear` needs `key`: the collection has several 2dsphere indexes".into(),
-                        ))
+        let filter = self.geo_near_filter(env, coll, req)?;
+        let mut wanted: Vec<&str> = Vec::new();
+        if let Some(f) = fields {
+            wanted.extend(f.iter().copied());
+            wanted.extend(filter.fields());
+        }
+        let fields = fields.map(|_| wanted.as_slice());
+        let hit = |doc: Value, radians: f64| GeoHit {
+            location: if req.locations {
+                filter.near_location(&doc).cloned()
+            } else {
+                None
+            },
+            distance: geo::radians_to_metres(radians),
+            doc,
+        };
+        let tally = Tally::new(budget);
+        match self.access(env, coll, &filter, &Sort::new(Vec::new()))? {
+            Access::Near(plan) => {
+                let mut docs = 0;
+                self.near_matches(env, coll, &filter, &plan, fields, &tally, &mut docs, &mut |d, m| {
+                    visit(hit(m.doc, d))
+                })?;
+            }
+            access => {
+                let (nearest, _) = self.nearest_by_scan(env, coll, &filter, &access, fields, req.limit, &tally)?;
+                for (d, n, s) in nearest {
+                    tally.release(n);
+                    if visit(hit(s.doc, d)).is_break() {
+                        break;
                     }
                 }
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// The filter of a `$geoNear`: its query and `$nearSphere` on the key field.
+    fn geo_near_filter(&self, env: &str, coll: &str, req: &GeoNear<'_>) -> Result<Filter, DbError> {
+        let key =
+            match req.key {
+                Some(k) => k.to_string(),
+                None => {
+                    let indexes = self.indexes(env, coll)?;
+                    let geo: Vec<&str> = indexes
+                        .list
+                        .iter()
+                        .filter(|i| i.is_geo() && i.def.state != index::State::Dropping)
+                        .map(|i| i.first_field())
+                        .collect();
+                    match geo.as_slice() {
+                        [one] => one.to_string(),
+                        [] => return Err(DbError::InvalidCommand(
+                            "`$geoNear` needs `key`: the collection has no 2dsphere index (create one on the field \
+                             holding the locations, or name that field with `key`)"
+                                .into(),
+                        )),
+                        _ => {
+                            return Err(DbError::InvalidCommand(
+                                "`$geoNear` needs `key`: the collection has several 2dsphere indexes".into(),
+                            ))
+                        }
+                    }
+                }
+            };
         let point = match req.near {
             Value::Array(_) => serde_json::json!({"type": "Point", "coordinates": req.near}),
             other => other.clone(),
@@ -295,28 +457,7 @@ impl Database {
             None | Some(Value::Null) => Value::Object(cond),
             Some(q) => serde_json::json!({ "$and": [q, cond] }),
         };
-        let filter = self.filter(Some(&query))?;
-        let sort = Sort::new(Vec::new());
-        let access = self.access(env, coll, &filter, &sort)?;
-        let found: Vec<(f64, Stored)> = if let Access::Near(_) = access {
-            let mut out = Vec::new();
-            self.each_match(env, coll, &filter, &access, None, &mut |m| {
-                let d = filter.distance(&m.doc).unwrap_or(f64::INFINITY);
-                out.push((d, m.stored()));
-                if out.len() >= req.limit {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })?;
-            out
-        } else {
-            self.nearest_by_scan(env, coll, &filter, &access, None, req.limit)?.0
-        };
-        Ok(found
-            .into_iter()
-            .map(|(d, s)| (s.doc, geo::radians_to_metres(d)))
-            .collect())
+        self.filter(Some(&query))
     }
 
     /// How many documents match; an index that answers the whole filter counts its entries
@@ -604,33 +745,59 @@ impl Database {
                 stats.keys = keys;
             }
             Access::Near(plan) => {
-                let mut fetch = |id: &str| -> Result<Option<(f64, Stored)>, DbError> {
-                    let key = doc_key(env, coll, id);
-                    let Some(bytes) = self.kv.get(&key)? else {
-                        return Ok(None);
-                    };
-                    stats.docs += 1;
-                    let doc =
-                        scan::decode(&bytes, fields).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
-                    if !filter.matches(&doc) {
-                        return Ok(None);
-                    }
-                    let d = filter.distance(&doc).unwrap_or(f64::INFINITY);
-                    Ok(Some((d, Stored { key, bytes, doc })))
-                };
-                let near = plan.run(self.kv.as_ref(), &mut fetch, &mut |_, s| {
-                    visit(Match {
-                        key: &s.key,
-                        bytes: &s.bytes,
-                        doc: s.doc,
-                    })
-                })?;
+                let tally = Tally::new(&Unbudgeted);
+                let near =
+                    self.near_matches(env, coll, filter, plan, fields, &tally, &mut stats.docs, &mut |_, m| {
+                        visit(m)
+                    })?;
                 stats.keys = near.keys;
                 stats.near = Some(near);
             }
             Access::Scan => self.kv.scan_prefix(&doc_prefix(env, coll), &mut on_pair)?,
         }
         Ok(stats)
+    }
+
+    /// The matches of `filter` through a geo index's `$near` search: `visit` gets each with its
+    /// distance (radians), nearest first, until it breaks. The candidates the search holds until
+    /// their order is certain are charged to `tally`; `docs` counts the documents read.
+    #[allow(clippy::too_many_arguments)]
+    fn near_matches(
+        &self,
+        env: &str,
+        coll: &str,
+        filter: &Filter,
+        plan: &NearPlan,
+        fields: Fields<'_>,
+        tally: &Tally<'_>,
+        docs: &mut u64,
+        visit: &mut dyn FnMut(f64, Match<'_>) -> ControlFlow<()>,
+    ) -> Result<NearStats, DbError> {
+        let mut fetch = |id: &str| -> Result<Option<(f64, Held)>, DbError> {
+            let key = doc_key(env, coll, id);
+            let Some(bytes) = self.kv.get(&key)? else {
+                return Ok(None);
+            };
+            *docs += 1;
+            let doc = scan::decode(&bytes, fields).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+            if !filter.matches(&doc) {
+                return Ok(None);
+            }
+            let d = filter.distance(&doc).unwrap_or(f64::INFINITY);
+            let s = Stored { key, bytes, doc };
+            Ok(Some((d, (tally.hold(&s)?, s))))
+        };
+        plan.run(self.kv.as_ref(), &mut fetch, &mut |d, (n, s)| {
+            tally.release(n);
+            visit(
+                d,
+                Match {
+                    key: &s.key,
+                    bytes: &s.bytes,
+                    doc: s.doc,
+                },
+            )
+        })
     }
 
     /// How many stored documents of a collection do not match its schema (every document matches

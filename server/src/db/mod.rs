@@ -17,6 +17,6 @@ pub mod value;
 mod wal;
 
 pub use database::{Database, Find, FindParts, Limits, DEFAULT_ENV};
-pub use documents::{GeoNear, UpdateResult};
+pub use documents::{Budget, GeoHit, GeoNear, UpdateResult};
 pub use error::DbError;
 pub use transaction::{Transactions, Tx, Txn, TxnLimits};

@@ -46,6 +46,18 @@ impl Filter {
     /// The distance (radians) from the `$near` point to the document's nearest geometry on the
     /// `$near` path (`None`: no `$near`, or no geometry).
     pub fn distance(&self, doc: &Value) -> Option<f64> {
+        let (path, near) = self.near_node()?;
+        node::distance(path, doc, near)
+    }
+
+    /// The geometry on the `$near` path that [`Filter::distance`] measures to: the document's
+    /// nearest one (what `$geoNear`'s `includeLocs` shows).
+    pub fn near_location<'a>(&self, doc: &'a Value) -> Option<&'a Value> {
+        let (path, near) = self.near_node()?;
+        node::nearest(path, doc, near).map(|(_, v)| v)
+    }
+
+    fn near_node(&self) -> Option<(&Path, &Near)> {
         fn find(nodes: &[Node]) -> Option<(&Path, &Near)> {
             nodes.iter().find_map(|n| match n {
                 Node::Near(path, near) => Some((path, near.as_ref())),
@@ -53,8 +65,7 @@ impl Filter {
                 _ => None,
             })
         }
-        let (path, near) = find(&self.nodes)?;
-        node::distance(path, doc, near)
+        find(&self.nodes)
     }
 
     /// The top-level `$geoWithin`/`$geoIntersects` conditions, for a geo index.

@@ -214,10 +214,16 @@ async fn bad_pipelines_are_clear_4xx_on_both_protocols() {
             "unknown expression operator `$frob`",
         ),
         (
-            json!([{"$geoNear": {"near": [0, 0]}}]),
+            json!([{"$graphLookup": {"from": "todos"}}]),
             400,
             "NOT_SUPPORTED",
-            "`$geoNear` is not supported",
+            "`$graphLookup` is not supported",
+        ),
+        (
+            json!([{"$limit": 1}, {"$geoNear": {"near": [0, 0], "distanceField": "d"}}]),
+            400,
+            "DATABASE_INVALID_COMMAND",
+            "only allowed as the first stage",
         ),
         (
             json!([{"$group": {"_id": null, "m": {"$median": "$n"}}}]),
@@ -705,4 +711,124 @@ fn the_memory_limit_flag_works_on_the_real_server() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// `$geoNear`'s `query` is the source the rules narrow, like a leading `$match`: under `PRIVATE`
+/// a user's `$geoNear` finds only their own documents, however near the others are, with or
+/// without the 2dsphere index; a custom rule must be implied by the `query`.
+#[actix_web::test]
+async fn geo_near_shows_each_user_only_their_own_documents() {
+    let app = TestApp::new();
+    let svc = app.service().await;
+    let (a, b, anon) = (
+        sign_up(&svc, "alice").await,
+        sign_up(&svc, "bob").await,
+        anonymous(&svc).await,
+    );
+    create_coll(&svc, "default", "spots").await;
+    let at = |dx: f64| json!({"type": "Point", "coordinates": [113.3 + dx, 23.1]});
+    add_docs(
+        &svc,
+        "default",
+        "spots",
+        json!([
+            {"_id": "a1", "_openid": a.sub, "loc": at(0.0), "public": true},
+            {"_id": "a2", "_openid": a.sub, "loc": at(0.001)},
+            {"_id": "x1", "loc": at(0.0015), "public": true},
+            {"_id": "b1", "_openid": b.sub, "loc": at(0.002)},
+            {"_id": "b2", "_openid": b.sub, "loc": at(0.01), "public": true}
+        ]),
+    )
+    .await;
+    set_rules(&svc, "spots", json!({"preset": "PRIVATE"})).await;
+    let geo = |extra: Value| {
+        let mut spec = json!({"near": at(0.0), "distanceField": "d", "spherical": true});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        json!([{ "$geoNear": spec }])
+    };
+    for indexed in [false, true] {
+        // without the index the stage needs `key`; with it, the index's field is the default
+        let key = if indexed { json!({}) } else { json!({"key": "loc"}) };
+        let with = |extra: Value| {
+            let mut e = key.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                e[k] = v.clone();
+            }
+            geo(e)
+        };
+        let got = both(&svc, Some(&b.token), "spots", with(json!({}))).await.unwrap();
+        assert_eq!(id_list(&got), ["b1", "b2"], "indexed: {indexed}");
+        assert!((got[0]["d"].as_f64().unwrap() - 204.7).abs() < 1.0, "{}", got[0]);
+        assert_eq!(
+            id_list(&both(&svc, Some(&a.token), "spots", with(json!({}))).await.unwrap()),
+            ["a1", "a2"]
+        );
+        // asking for someone else's documents finds nothing
+        let theirs = with(json!({"query": {"_openid": a.sub}}));
+        assert!(both(&svc, Some(&b.token), "spots", theirs).await.unwrap().is_empty());
+        let sneaky = with(json!({"query": {"$or": [{"_openid": a.sub}, {"public": true}]}}));
+        assert_eq!(
+            id_list(&both(&svc, Some(&b.token), "spots", sneaky).await.unwrap()),
+            ["b2"]
+        );
+        // '{openid}' in the query is the caller
+        let mine = with(json!({"query": {"_openid": "{openid}"}}));
+        assert_eq!(
+            id_list(&both(&svc, Some(&b.token), "spots", mine).await.unwrap()),
+            ["b1", "b2"]
+        );
+        // later stages see only the narrowed source
+        let mut grouped = with(json!({})).as_array().unwrap().clone();
+        grouped.push(json!({"$group": {"_id": "$_openid", "n": {"$sum": 1}}}));
+        assert_eq!(
+            both(&svc, Some(&b.token), "spots", Value::Array(grouped))
+                .await
+                .unwrap(),
+            vec![json!({"_id": b.sub, "n": 2})]
+        );
+        assert!(both(&svc, Some(&anon.token), "spots", with(json!({})))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(denied(&both(&svc, None, "spots", with(json!({}))).await));
+        // the admin sees everything, nearest first
+        assert_eq!(
+            id_list(&gw_list(&svc, "spots", with(json!({}))).await),
+            ["a1", "a2", "x1", "b1", "b2"]
+        );
+        if !indexed {
+            let (s, body) = send(
+                &svc,
+                post_json(
+                    "/admin/v1/envs/default/collections/spots/indexes",
+                    &json!({"fields": "loc:2dsphere"}),
+                ),
+            )
+            .await;
+            assert_eq!(s, 202, "{body}");
+            let mut ready = false;
+            for _ in 0..200 {
+                let (_, l) = send(&svc, get("/admin/v1/envs/default/collections/spots/indexes")).await;
+                ready = l["indexes"][0]["state"] == "ready";
+                if ready {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert!(ready, "the index did not become ready");
+        }
+    }
+    // a custom rule must be implied by the query, as with `$match`
+    set_rules(&svc, "spots", json!({"read": "doc.public == true"})).await;
+    assert!(denied(&both(&svc, Some(&b.token), "spots", geo(json!({}))).await));
+    assert_eq!(
+        id_list(
+            &both(&svc, Some(&b.token), "spots", geo(json!({"query": {"public": true}})))
+                .await
+                .unwrap()
+        ),
+        ["a1", "x1", "b2"]
+    );
 }

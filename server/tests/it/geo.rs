@@ -308,3 +308,176 @@ async fn geo_index_admin_and_bad_input_are_clear_errors() {
         assert_eq!(reply["code"], code, "{reply}");
     }
 }
+
+/// `aggregate().geoNear({...})` on both protocols, as @cloudbase/js-sdk 3.7.0 sends it: GATEWAY
+/// `{pipeline: [{$geoNear: {…}}, …]}` (relaxed EJSON: plain numbers; canonical EJSON numbers are
+/// accepted too), CLOUD_API `stages` with each value as JSON text.
+#[actix_web::test]
+async fn geo_near_aggregation_on_both_protocols() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    let all = seed(&app).await;
+    geo_index(&app, json!({"fields": "location:2dsphere"})).await;
+    let agg = format!("{DB}/collections/stores/documents/aggregations");
+    // the tea stores within 8 km, nearest first
+    let mut want: Vec<(f64, &str, (f64, f64))> = all
+        .iter()
+        .filter(|(id, _)| id.ends_with('0'))
+        .map(|(id, p)| (metres(CENTRE, *p), id.as_str(), *p))
+        .filter(|(d, _, _)| *d <= 8000.0)
+        .collect();
+    want.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(want.len() >= 6, "{}", want.len());
+    let check = |docs: &[Value], n: usize| {
+        assert_eq!(docs.len(), n, "{docs:?}");
+        for (d, (dist, id, p)) in docs.iter().zip(&want) {
+            assert_eq!(d["_id"], *id);
+            assert!((d["distance"].as_f64().expect("distance") - dist).abs() < 1.0, "{d}");
+            assert_eq!(
+                d["loc"],
+                json!({"type": "Point", "coordinates": [p.0, p.1]}),
+                "includeLocs: {d}"
+            );
+            assert_eq!(d["kind"], "tea");
+        }
+    };
+    // db.collection('stores').aggregate().geoNear({distanceField: 'distance', spherical: true,
+    //   near: new db.Geo.Point(113.3, 23.1), query: {kind: 'tea'}, key: 'location',
+    //   includeLocs: 'loc', maxDistance: 8000}).limit(5).end()
+    let stage = json!({"distanceField": "distance", "spherical": true,
+        "near": {"type": "Point", "coordinates": [113.3, 23.1]}, "query": {"kind": "tea"},
+        "key": "location", "includeLocs": "loc", "maxDistance": 8000});
+    let (status, reply, _) = call(
+        &app,
+        post_json(&agg, &json!({"pipeline": [{"$geoNear": stage}, {"$limit": 5}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    check(reply["list"].as_array().expect("list"), 5);
+    // canonical EJSON numbers, and no `key` (the only 2dsphere index's field)
+    let canonical = r#"{"pipeline":[{"$geoNear":{"distanceField":"distance","spherical":true,
+        "near":{"type":"Point","coordinates":[{"$numberDouble":"113.3"},{"$numberDouble":"23.1"}]},
+        "query":{"kind":"tea"},"includeLocs":"loc","maxDistance":{"$numberInt":"8000"}}}]}"#;
+    let (status, reply, _) = call(&app, post_json(&agg, &serde_json::from_str(canonical).expect("json"))).await;
+    assert_eq!(status, 200, "{reply}");
+    check(reply["list"].as_array().expect("list"), want.len());
+    // CLOUD_API: the same stages as JSON text; the list comes back as JSON text
+    let reply = web(
+        &app,
+        json!({"action": "database.aggregate", "collectionName": "stores", "stages": [
+            {"stageKey": "$geoNear", "stageValue": stage.to_string()},
+            {"stageKey": "$limit", "stageValue": "5"}]}),
+    )
+    .await;
+    let text = reply["data"]["list"].as_str().unwrap_or_else(|| panic!("{reply}"));
+    let docs: Vec<Value> = serde_json::from_str::<Vec<String>>(text)
+        .expect("strings")
+        .iter()
+        .map(|s| serde_json::from_str(s).expect("doc"))
+        .collect();
+    check(&docs, 5);
+    // later stages work on the output: distance bands, in km
+    let bands = json!([{"$geoNear": {"near": {"type": "Point", "coordinates": [113.3, 23.1]}, "distanceField": "km",
+        "distanceMultiplier": 0.001, "maxDistance": 6000}},
+        {"$bucket": {"groupBy": "$km", "boundaries": [0, 2, 4, 6.0001], "output": {"n": {"$sum": 1}}}}]);
+    let (status, reply, _) = call(&app, post_json(&agg, &json!({ "pipeline": bands }))).await;
+    assert_eq!(status, 200, "{reply}");
+    let count = |lo: f64, hi: f64| {
+        all.iter()
+            .filter(|(_, p)| (lo..hi).contains(&metres(CENTRE, *p)))
+            .count()
+    };
+    let got: Vec<(f64, u64)> = reply["list"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|b| (b["_id"].as_f64().expect("id"), b["n"].as_u64().expect("n")))
+        .collect();
+    let expect = [
+        (0.0, count(0.0, 2000.0) as u64),
+        (2.0, count(2000.0, 4000.0) as u64),
+        (4.0, count(4000.0, 6000.0) as u64),
+    ];
+    assert!(expect.iter().all(|(_, n)| *n > 0), "{expect:?}");
+    assert_eq!(got, expect);
+}
+
+#[actix_web::test]
+async fn bad_geo_near_stages_are_clear_4xx_on_both_protocols() {
+    let t = TestApp::new();
+    let app = t.service().await;
+    create_coll(&app, "default", "stores").await;
+    add_docs(
+        &app,
+        "default",
+        "stores",
+        json!([{"_id": "a", "location": {"type": "Point", "coordinates": [113.3, 23.1]}}]),
+    )
+    .await;
+    let agg = format!("{DB}/collections/stores/documents/aggregations");
+    let near = json!({"type": "Point", "coordinates": [113.3, 23.1]});
+    let cases = [
+        (
+            json!([{"$match": {}}, {"$geoNear": {"near": near, "distanceField": "d"}}]),
+            "DATABASE_INVALID_COMMAND",
+            "only allowed as the first stage",
+        ),
+        (
+            json!([{"$geoNear": {"near": near}}]),
+            "DATABASE_INVALID_COMMAND",
+            "needs `distanceField`",
+        ),
+        (
+            json!([{"$geoNear": {"distanceField": "d"}}]),
+            "DATABASE_INVALID_COMMAND",
+            "needs `near`",
+        ),
+        (
+            json!([{"$geoNear": {"near": {"type": "Point", "coordinates": [113.3, 95]}, "distanceField": "d"}}]),
+            "DATABASE_INVALID_GEOMETRY",
+            "latitude 95",
+        ),
+        (
+            json!([{"$geoNear": {"near": [113.3, 23.1], "distanceField": "d"}}]),
+            "NOT_SUPPORTED",
+            "spherical: true",
+        ),
+        // no 2dsphere index and no `key`: nothing says which field holds the locations
+        (
+            json!([{"$geoNear": {"near": near, "distanceField": "d"}}]),
+            "DATABASE_INVALID_COMMAND",
+            "no 2dsphere index",
+        ),
+    ];
+    for (pipeline, code, why) in cases {
+        let (status, e) = send(&app, post_json(&agg, &json!({ "pipeline": pipeline }))).await;
+        assert_eq!((status, e["code"].as_str()), (400, Some(code)), "{pipeline}: {e}");
+        assert!(e["message"].as_str().is_some_and(|m| m.contains(why)), "{e}");
+        let stages: Vec<Value> = pipeline
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|s| {
+                let (k, v) = s.as_object().expect("stage").iter().next().expect("one");
+                json!({"stageKey": k, "stageValue": v.to_string()})
+            })
+            .collect();
+        let reply = web(
+            &app,
+            json!({"action": "database.aggregate", "collectionName": "stores", "stages": stages}),
+        )
+        .await;
+        assert_eq!(reply["code"], code, "{reply}");
+    }
+    // with `key` it works without an index (a scan)
+    let (status, reply) = send(
+        &app,
+        post_json(
+            &agg,
+            &json!({"pipeline": [{"$geoNear": {"near": near, "distanceField": "d", "key": "location"}}]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["list"], json!([{"_id": "a", "location": near, "d": 0.0}]));
+}

@@ -4,6 +4,9 @@
 //! - A leading `$match` (several are merged) is not a stage: it becomes the pipeline's source
 //!   [`Scan`], the query the collection scan runs with, so the access rules can check and narrow
 //!   it exactly as they do a `where()` query, and the index planner can serve it.
+//! - A `$geoNear` (only allowed first) is not a stage either: the source becomes the documents
+//!   nearest to its point, nearest first (`geo_near`), and its `query` is the source [`Scan`]'s
+//!   query, checked and narrowed by the rules like a leading `$match`.
 //! - Documents flow through the stages one at a time (`Runner::push`). Streaming stages pass them
 //!   on; buffering ones (`$group`, `$sort`, `$bucket`, `$bucketAuto`, `$sample`, `$count`) hold
 //!   what they need and emit at the end (`Runner::finish`). A `$limit` stops the scan as soon as
@@ -15,12 +18,13 @@
 //!   ends in a stage that replaces documents (`$group`, an inclusion `$project`, `$count`, ...).
 //!
 //! Submodules: `expr` (expressions), `ops` (plain operators), `date` (date operators),
-//! `accumulate` (accumulators), `stages` (stage parsing and per-document logic), `values`
-//! (value helpers).
+//! `accumulate` (accumulators), `stages` (stage parsing and per-document logic), `geo_near`
+//! (the `$geoNear` source), `values` (value helpers).
 
 mod accumulate;
 mod date;
 mod expr;
+mod geo_near;
 mod granularity;
 mod ops;
 mod stages;
@@ -37,11 +41,13 @@ use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::database::{now_ms, Database};
+use super::documents::{Budget, GeoNear};
 use super::query::{Filter, Sort};
 use super::value::{self, compare};
 use super::DbError;
 use accumulate::AccState;
 use expr::{Deps, Env, Scope};
+use geo_near::GeoNearSpec;
 use stages::{new_root, parse_stage, scan_of, stage_deps, ForeignIndex, Lookup, MatchStage, ParseCtx, Stage};
 use values::{as_doc_mut, key_of, mem_size, set_plain};
 
@@ -53,9 +59,9 @@ pub const MAX_LOOKUP_DEPTH: usize = 4;
 /// Most stages in a pipeline and all its `$lookup` pipelines together.
 pub const MAX_TOTAL_STAGES: usize = 250;
 
-/// A scan of one collection: the aggregated collection (the pipeline's leading `$match`) or the
-/// collection a `$lookup` reads (its pipeline's leading `$match`). The access rules check and
-/// narrow its query; the engine scans with its filter.
+/// A scan of one collection: the aggregated collection (the pipeline's leading `$match`, or its
+/// `$geoNear`'s `query`) or the collection a `$lookup` reads (its pipeline's leading `$match`).
+/// The access rules check and narrow its query; the engine scans with its filter.
 pub struct Scan {
     coll: Option<String>,
     query: Option<Value>,
@@ -93,6 +99,8 @@ impl Scan {
 /// A parsed pipeline.
 pub struct Pipeline {
     source: Scan,
+    /// A leading `$geoNear`: the source is its documents, nearest first, filtered by `source`.
+    near: Option<GeoNearSpec>,
     stages: Vec<Stage>,
 }
 
@@ -125,9 +133,35 @@ impl Pipeline {
                 "a pipeline and its `$lookup` pipelines have at most {MAX_TOTAL_STAGES} stages together"
             )));
         }
+        let mut rest = items.as_slice();
+        let mut near = None;
+        if let Some(spec) = items
+            .first()
+            .and_then(Value::as_object)
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.get("$geoNear"))
+        {
+            if ctx.depth > 0 {
+                return Err(values::cmd("`$geoNear` cannot be used in a `$lookup` pipeline"));
+            }
+            near = Some(geo_near::parse(spec, &mut ctx.scope)?);
+            rest = &items[1..];
+        }
         let mut stages = Vec::with_capacity(items.len());
-        for item in items {
+        for item in rest {
             stages.extend(parse_stage(item, ctx)?);
+        }
+        if let Some((spec, query)) = near {
+            // the `$match`es after it see the distance: they stay stages
+            if let Some(n) = spec.limit {
+                stages.insert(0, Stage::Limit(n));
+            }
+            plan_sorts(&mut stages);
+            return Ok(Pipeline {
+                source: scan_of(query)?,
+                near: Some(spec),
+                stages,
+            });
         }
         // leading $match stages become the source scan; their `$expr` parts stay as stages
         let mut queries = Vec::new();
@@ -158,6 +192,7 @@ impl Pipeline {
         plan_sorts(&mut stages);
         Ok(Pipeline {
             source: scan_of(query)?,
+            near: None,
             stages,
         })
     }
@@ -189,6 +224,18 @@ impl Pipeline {
     /// The top-level fields the source scan must decode (`None`: whole documents).
     fn source_fields(&self) -> Option<Vec<String>> {
         let mut fields = fields_of(&self.stages)?;
+        if let Some(e) = self.near.as_ref().and_then(|g| g.expr.as_ref()) {
+            let mut d = Deps::default();
+            e.deps(&mut Vec::new(), &mut d);
+            if d.whole {
+                return None;
+            }
+            d.fields.into_iter().for_each(|f| {
+                if !fields.contains(&f) {
+                    fields.push(f)
+                }
+            });
+        }
         for f in self.source.filter.fields() {
             if !fields.iter().any(|x| x == f) {
                 fields.push(f.to_string());
@@ -222,26 +269,29 @@ fn scans_in_ref<'a>(stages: &'a [Stage], out: &mut Vec<&'a Scan>) {
 /// keeps only the documents that can reach the output.
 fn plan_sorts(stages: &mut [Stage]) {
     for i in 0..stages.len() {
-        let mut skip: u64 = 0;
-        let mut keep = None;
-        for s in &stages[i + 1..] {
-            match s {
-                Stage::Skip(k) => skip = skip.saturating_add(*k),
-                Stage::Limit(n) => {
-                    keep = usize::try_from(skip.saturating_add(*n)).ok();
-                    break;
-                }
-                // one document in, one out: the limit after them still bounds the sort
-                Stage::Project(_) | Stage::ReplaceRoot(_) | Stage::Lookup(_) => {}
-                _ => break,
-            }
-        }
+        let keep = taken_by(&stages[i + 1..]);
         match stages.get_mut(i) {
             Some(Stage::Sort(s)) => s.keep = keep,
             Some(Stage::Facet(branches)) => branches.iter_mut().for_each(|(_, b)| plan_sorts(b)),
             _ => {}
         }
     }
+}
+
+/// The most documents these stages take before a `$limit` stops them: `skip + limit` when they
+/// begin with `$skip`s and stages that pass one document on for each they get, then a `$limit`.
+fn taken_by(stages: &[Stage]) -> Option<usize> {
+    let mut skip: u64 = 0;
+    for s in stages {
+        match s {
+            Stage::Skip(k) => skip = skip.saturating_add(*k),
+            Stage::Limit(n) => return usize::try_from(skip.saturating_add(*n)).ok(),
+            // one document in, one out: the limit after them still bounds what they take
+            Stage::Project(_) | Stage::ReplaceRoot(_) | Stage::Lookup(_) => {}
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Variables used by these stages (and the pipelines in them) that they do not define.
@@ -318,24 +368,48 @@ impl Database {
         let fields = pipeline.source_fields();
         let fields: Option<Vec<&str>> = fields.as_ref().map(|f| f.iter().map(String::as_str).collect());
         let mut failure = None;
-        // the leading `$match` reads through the planner: an index when one narrows it
-        let no_sort = Sort::new(Vec::new());
-        let access = self.access(env, coll, &pipeline.source.filter, &no_sort)?;
-        self.each_match(
-            env,
-            coll,
-            &pipeline.source.filter,
-            &access,
-            fields.as_deref(),
-            &mut |m| match runner.push(0, m.doc) {
-                Ok(Flow::Go) => ControlFlow::Continue(()),
-                Ok(Flow::Stop) => ControlFlow::Break(()),
-                Err(e) => {
-                    failure = Some(e);
-                    ControlFlow::Break(())
-                }
-            },
-        )?;
+        let mut feed = |doc: Result<Option<Value>, DbError>, runner: &mut Runner| match doc
+            .and_then(|d| d.map_or(Ok(Flow::Go), |d| runner.push(0, d)))
+        {
+            Ok(Flow::Go) => ControlFlow::Continue(()),
+            Ok(Flow::Stop) => ControlFlow::Break(()),
+            Err(e) => {
+                failure = Some(e);
+                ControlFlow::Break(())
+            }
+        };
+        if let Some(g) = &pipeline.near {
+            // the scan without a geo index keeps only what the stages after it can take
+            let limit = match g.expr {
+                Some(_) => usize::MAX,
+                None => taken_by(&pipeline.stages).unwrap_or(usize::MAX),
+            };
+            let req = GeoNear {
+                near: &g.near,
+                key: g.key.as_deref(),
+                min_distance: g.min,
+                max_distance: g.max,
+                query: pipeline.source.query(),
+                limit,
+                locations: g.include_locs.is_some(),
+            };
+            self.geo_near_each(env, coll, &req, fields.as_deref(), &ctx.mem, &mut |hit| {
+                let doc = g.output(hit, &mut runner.env);
+                feed(doc, &mut runner)
+            })?;
+        } else {
+            // the leading `$match` reads through the planner: an index when one narrows it
+            let no_sort = Sort::new(Vec::new());
+            let access = self.access(env, coll, &pipeline.source.filter, &no_sort)?;
+            self.each_match(
+                env,
+                coll,
+                &pipeline.source.filter,
+                &access,
+                fields.as_deref(),
+                &mut |m| feed(Ok(Some(m.doc)), &mut runner),
+            )?;
+        }
         if let Some(e) = failure {
             return Err(e);
         }
@@ -368,6 +442,19 @@ impl Memory {
 
     fn release(&self, n: usize) {
         self.used.set(self.used.get().saturating_sub(n));
+    }
+}
+
+/// `$geoNear` charges what its search holds (documents not yet known to be the nearest).
+impl Budget for Memory {
+    fn hold(&self, bytes: &[u8], doc: &Value) -> Result<usize, DbError> {
+        let n = bytes.len() + mem_size(doc);
+        self.charge(n, "$geoNear")?;
+        Ok(n)
+    }
+
+    fn release(&self, n: usize) {
+        Memory::release(self, n);
     }
 }
 

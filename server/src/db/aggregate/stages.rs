@@ -21,7 +21,6 @@ use crate::db::DbError;
 
 /// Stages MongoDB has that this server does not run (a clear `NOT_SUPPORTED` names them).
 const UNSUPPORTED: &[&str] = &[
-    "$geoNear",
     "$graphLookup",
     "$out",
     "$merge",
@@ -1119,6 +1118,11 @@ pub(super) fn parse_stage(stage: &Value, ctx: &mut ParseCtx) -> Result<Vec<Stage
         "$bucket" => Stage::Bucket(Bucket::parse(spec, scope)?),
         "$bucketAuto" => Stage::BucketAuto(BucketAuto::parse(spec, scope)?),
         "$facet" => Stage::Facet(parse_facet(spec, ctx)?),
+        "$geoNear" => {
+            return Err(cmd(
+                "`$geoNear` is only allowed as the first stage of a pipeline (not later, nor in `$facet`)",
+            ))
+        }
         n if UNSUPPORTED.contains(&n) => {
             return Err(DbError::NotSupported(format!(
                 "the aggregation stage `{n}` is not supported"

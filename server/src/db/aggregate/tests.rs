@@ -1223,7 +1223,7 @@ fn random_stage(rng: &mut rand::rngs::ThreadRng) -> Value {
     ];
     let ex = |rng: &mut rand::rngs::ThreadRng| random_expr(rng, 3);
     let acc = ACCS[rng.random_range(0..ACCS.len())];
-    match rng.random_range(0..16) {
+    match rng.random_range(0..17) {
         0 => json!({"$match": {"$expr": ex(rng)}}),
         1 => json!({"$match": {"n": {"$gt": rng.random_range(0..8)}}}),
         2 => json!({"$project": {"x": ex(rng), "n": 1}}),
@@ -1242,6 +1242,10 @@ fn random_stage(rng: &mut rand::rngs::ThreadRng) -> Value {
         12 => json!({"$lookup": {"from": "tagdefs", "localField": "tags", "foreignField": "names", "as": "j"}}),
         13 => json!({"$sortByCount": ex(rng)}),
         14 => json!({"$sample": {"size": rng.random_range(0..4)}}),
+        15 => {
+            json!({"$geoNear": {"near": {"type": "Point", "coordinates": [rng.random_range(-180..=180), rng.random_range(-90..=90)]},
+            "distanceField": "d", "key": "loc", "includeLocs": "l", "query": {"$expr": ex(rng)}}})
+        }
         _ => {
             const STAGES: &[&str] = &[
                 "$match",

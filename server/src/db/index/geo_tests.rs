@@ -294,6 +294,7 @@ fn geo_near_for_aggregation_returns_distances_in_metres() {
             max_distance: Some(20_000.0),
             query: Some(&json!({"cat": "food"})),
             limit: 5,
+            locations: false,
         };
         let out = db.geo_near("default", coll, &req).unwrap();
         assert!(!out.is_empty());
@@ -311,6 +312,7 @@ fn geo_near_for_aggregation_returns_distances_in_metres() {
         max_distance: None,
         query: None,
         limit: 2,
+        locations: false,
     };
     assert_eq!(db.geo_near("default", "geo", &req).unwrap().len(), 2);
     let e = db.geo_near("default", "plain", &req).unwrap_err();

@@ -49,11 +49,19 @@ impl Node {
 /// The smallest distance (radians) from the centre of `near` to a geometry `path` reaches in `doc`
 /// (a GeoJSON value, or an array of them); `None` when there is none.
 pub(super) fn distance(path: &Path, doc: &Value, near: &Near) -> Option<f64> {
-    let mut best: Option<f64> = None;
-    let mut consider = |v: &Value| {
+    nearest(path, doc, near).map(|(d, _)| d)
+}
+
+/// The geometry `path` reaches in `doc` that is nearest to the centre of `near` (the first of
+/// equally near ones), with its distance in radians.
+pub(super) fn nearest<'a>(path: &Path, doc: &'a Value, near: &Near) -> Option<(f64, &'a Value)> {
+    let mut best: Option<(f64, &'a Value)> = None;
+    let mut consider = |v: &'a Value| {
         if let Some(g) = Geometry::of_value(v) {
             let d = g.distance(near.center);
-            best = Some(best.map_or(d, |b| b.min(d)));
+            if best.is_none_or(|(b, _)| d < b) {
+                best = Some((d, v));
+            }
         }
     };
     path.any(doc, &mut |v| {
