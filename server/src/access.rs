@@ -63,6 +63,8 @@ pub enum ReadScope {
     All,
     /// Only documents that also match this condition.
     Only(Value),
+    /// Only the caller's own documents: `_openid` equal to this id (the presets' condition).
+    Owner(String),
 }
 
 /// The access decision for one request on one collection.
@@ -109,6 +111,21 @@ impl Gate {
     /// Which documents a read of `query` may see: all it matches, or only those that also match
     /// a condition (presets' `_openid == caller`); refused if the rules forbid the read.
     pub fn read_scope(&self, db: &Database, env: &str, query: Value) -> Result<ReadScope, ApiError> {
+        if let Gate::Client { identity, rules, .. } = self {
+            if rules.preset().is_some() {
+                // a preset decides without looking at the query: no query to build or check
+                let lookup = Lookup { db, env };
+                let ctx = context(identity.as_ref(), &lookup);
+                return match rules
+                    .check_query(QueryOp::Read, &ctx, &Value::Null)
+                    .map_err(rule_error)?
+                {
+                    Decision::Allow => Ok(ReadScope::All),
+                    Decision::AllowWith(_) => Ok(ReadScope::Owner(self.caller_id().unwrap_or_default())),
+                    Decision::Deny(why) => Err(denied(&why)),
+                };
+            }
+        }
         match self.decide(db, env, query, QueryOp::Read)? {
             (_, None) => Ok(ReadScope::All),
             (_, Some(condition)) => Ok(ReadScope::Only(condition)),

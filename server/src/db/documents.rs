@@ -188,6 +188,17 @@ impl Database {
         Ok(filter.matches(&doc).then_some(bytes))
     }
 
+    /// The stored JSON of one document if its `_openid` is exactly `owner` (decoding only that
+    /// field): the presets' creator-only read of one document.
+    pub fn get_raw_owned_by(&self, env: &str, coll: &str, id: &str, owner: &str) -> Result<Option<Vec<u8>>, DbError> {
+        let Some(bytes) = self.get_raw(env, coll, id)? else {
+            return Ok(None);
+        };
+        let doc =
+            scan::decode(&bytes, Some(&["_openid"])).map_err(|e| DbError::Storage(format!("corrupt document: {e}")))?;
+        Ok((doc.get("_openid").and_then(Value::as_str) == Some(owner)).then_some(bytes))
+    }
+
     /// Matching documents, sorted, paged and projected, as ready-to-send JSON.
     /// Fails with `ResultTooLarge` rather than returning a truncated page.
     pub fn find(&self, env: &str, coll: &str, q: &Find) -> Result<Vec<Box<RawValue>>, DbError> {

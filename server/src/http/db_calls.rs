@@ -96,6 +96,7 @@ pub fn get_one(state: &State, t: &Target, id: &str, projection: Option<Value>) -
         return Ok(
             match gate.read_scope(&state.db, &t.env, serde_json::json!({ "_id": id }))? {
                 ReadScope::All => state.db.get_raw(&t.env, &t.coll, id)?,
+                ReadScope::Owner(owner) => state.db.get_raw_owned_by(&t.env, &t.coll, id, &owner)?,
                 ReadScope::Only(condition) => {
                     let filter = state.db.filter(Some(&condition))?;
                     state.db.get_raw_matching(&t.env, &t.coll, id, &filter)?
