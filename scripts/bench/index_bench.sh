@@ -43,14 +43,17 @@
 # Knobs (environment variables):
 #   N=10000 DUR=15s CONNS=64 THREADS=2 REPEAT=2 PAUSE=3
 #   SEED_BATCH=500 SEED_THREADS=2 PB_BATCH=500   seeding
-#   POLL=0.5                              seconds between GET …/indexes polls (each counts the
-#                                         index's entries, so polling costs the build a little)
+#   POLL=0.5 (5 when N >= 100000)        seconds between GET …/indexes polls; each one counts
+#                                         the index's entries (≈ 2 s of a core at 1 M), so it
+#                                         slows the build; the reported build time is the
+#                                         server log's `index ready` (also the polled time)
 #   AGG_REPEAT=2  GROUP_KEY='$owner'      $group runs and its key
 #   AGG_LB_BIN=… AGG_LB_LABEL=…           also run the $group on this second Lightbase binary
 #                                         (e.g. a branch with aggregation), on its own fresh data
 #                                         dir seeded the same way, after the main servers stopped
-#   PERF=1                                after the rounds: `perf record -g` of Lightbase for
-#                                         $PERF_SECS (10) s under the list load -> perf.txt
+#   PERF=1                                after the rounds: `perf record --call-graph dwarf` of
+#                                         Lightbase for $PERF_SECS (10) s under the list load
+#                                         -> perf.data, perf.txt (self), perf_children.txt
 #   LB_PORT=18480 PB_PORT=18490  LB_BIN=…  PB_VERSION PB_VENV (as scripts/bench.sh)
 #   OUTDIR=bench-results/index-<N>-<timestamp>  WORK=<mktemp -d>  KEEP_WORK=1
 # Flags: --quick, --no-build, --keep, -h/--help.
@@ -71,7 +74,9 @@ for arg in "$@"; do
 done
 if [ "$QUICK" = 1 ]; then DUR="${DUR:-5s}"; REPEAT="${REPEAT:-1}"; fi
 N="${N:-10000}"; DUR="${DUR:-15s}"; CONNS="${CONNS:-64}"; THREADS="${THREADS:-2}"; REPEAT="${REPEAT:-2}"
-PAUSE="${PAUSE:-3}"; POLL="${POLL:-0.5}"; AGG_REPEAT="${AGG_REPEAT:-2}"; GROUP_KEY="${GROUP_KEY:-\$owner}"
+# each GET …/indexes counts the index's entries (≈ 2 s at 1 M), so poll big builds rarely
+if [ "${N:-10000}" -ge 100000 ]; then POLL="${POLL:-5}"; else POLL="${POLL:-0.5}"; fi
+PAUSE="${PAUSE:-3}"; AGG_REPEAT="${AGG_REPEAT:-2}"; GROUP_KEY="${GROUP_KEY:-\$owner}"
 export SEED_BATCH="${SEED_BATCH:-500}" SEED_THREADS="${SEED_THREADS:-2}" PB_BATCH="${PB_BATCH:-500}"
 LB_PORT="${LB_PORT:-18480}"; PB_PORT="${PB_PORT:-18490}"
 PB_VERSION="${PB_VERSION:-0.40.6}"
@@ -137,6 +142,7 @@ ctx COMMAND "N=$N REPEAT=$REPEAT DUR=$DUR scripts/bench/index_bench.sh"
 { echo "top CPU consumers at start:"; ps -eo pcpu,pid,comm --sort=-pcpu | head -8; } > "$OUTDIR/context.txt"
 
 # ---------------------------------------------------------------- binary
+[ -n "${LB_BIN:-}" ] && ctx LB_BIN_GIVEN "$LB_BIN (LB_GIT is the repo's HEAD, not necessarily this binary's)"
 if [ -z "${LB_BIN:-}" ]; then
   LB_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/lightbase"
   if [ "$NO_BUILD" = 0 ]; then
@@ -190,6 +196,7 @@ sizes() { # WHEN
   printf '%s\tlightbase\tlb_data\t%s\n' "$1" "$(du -sb "$WORK/lb_data" | cut -f1)" >> "$OUTDIR/sizes.tsv"
   printf '%s\tpocketbase\tpb_data\t%s\n' "$1" "$(du -sb "$WORK/pb_data" | cut -f1)" >> "$OUTDIR/sizes.tsv"
   printf '%s\tpocketbase\tdata.db*\t%s\n' "$1" "$(cat "$WORK"/pb_data/data.db* | wc -c)" >> "$OUTDIR/sizes.tsv"
+  { echo "# $1"; (cd "$WORK" && du -ab lb_data pb_data | sort -n | tail -12); } >> "$OUTDIR/sizes_detail.txt"
 }
 log "idle 5 s, then data dir sizes (raw JSON of the documents: $RAW bytes)"
 sleep 5
@@ -199,7 +206,7 @@ printf 'lightbase\t%s\npocketbase\t%s\n' "$(mb "$(kb "$LB_PID" VmRSS)")" "$(mb "
 column -t "$OUTDIR/sizes.tsv"
 
 # ---------------------------------------------------------------- index build
-printf 'server\tsecs\tsecs_log\trss_before_mb\tpeak_mb\tvmhwm_mb\trss_after_mb\tentries\tbytes\tpolls\n' > "$OUTDIR/build.tsv"
+printf 'server\tsecs\tsecs_log\trss_before_mb\tpeak_mb\tvmhwm_mb\trss_after_mb\tentries\tbytes\tpolls\tlist_secs\n' > "$OUTDIR/build.tsv"
 sample_rss() { # PID FILE: RSS every 0.2 s in the background (SAMPLER)
   ( while kill -0 "$1" 2>/dev/null; do kb "$1" VmRSS; sleep 0.2; done ) > "$2" &
   SAMPLER=$!
@@ -218,7 +225,7 @@ echo "POST …/indexes {\"fields\":\"n:desc\"} -> HTTP $code ${reply%$'\n'*}" | 
 polls=0
 while :; do
   sleep "$POLL"
-  list=$(lbcurl "$LB_ADMIN/indexes"); polls=$((polls + 1))
+  p0=$(now); list=$(lbcurl "$LB_ADMIN/indexes"); polls=$((polls + 1)); list_secs=$(elapsed "$p0" "$(now)")
   state=$(echo "$list" | python3 -c 'import sys,json; i=json.load(sys.stdin)["indexes"][0]; print(i["state"], i.get("done"), i.get("total"), i.get("entries"), i.get("bytes"))')
   set -- $state
   [ $((polls % 10)) = 1 ] && echo "  $(elapsed "$t0" "$(now)") s: $state"
@@ -249,8 +256,8 @@ except Exception:
 PY
 )
 echo "$list" >> "$OUTDIR/build_lightbase.txt"
-printf 'lightbase\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(elapsed "$t0" "$t1")" "$secs_log" "$(mb "$before")" \
-  "$(mb "$peak")" "$(mb "$hwm")" "$(mb "$after")" "$4" "$5" "$polls" >> "$OUTDIR/build.tsv"
+printf 'lightbase\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(elapsed "$t0" "$t1")" "$secs_log" "$(mb "$before")" \
+  "$(mb "$peak")" "$(mb "$hwm")" "$(mb "$after")" "$4" "$5" "$polls" "$list_secs" >> "$OUTDIR/build.tsv"
 
 log "PocketBase: CREATE INDEX idx_posts_n ON posts (n) through PATCH /api/collections/posts"
 echo 5 > "/proc/$PB_PID/clear_refs" 2>/dev/null || true
@@ -266,7 +273,7 @@ echo "PATCH /api/collections/posts {indexes:[CREATE INDEX idx_posts_n ON posts (
 [ "$code" = 200 ] || { echo "${reply%$'\n'*}" >&2; exit 1; }
 hwm=$(kb "$PB_PID" VmHWM); sleep 1; after=$(kb "$PB_PID" VmRSS)
 peak=$(sort -n "$OUTDIR/build_pocketbase.rss" | tail -1)
-printf 'pocketbase\t%.2f\tNA\t%s\t%s\t%s\t%s\tNA\tNA\t0\n' "$(elapsed "$t0" "$t1")" "$(mb "$before")" \
+printf 'pocketbase\t%.2f\tNA\t%s\t%s\t%s\t%s\tNA\tNA\t0\tNA\n' "$(elapsed "$t0" "$t1")" "$(mb "$before")" \
   "$(mb "$peak")" "$(mb "$hwm")" "$(mb "$after")" >> "$OUTDIR/build.tsv"
 column -t "$OUTDIR/build.tsv"
 
@@ -346,17 +353,20 @@ for sc in list_indexed point_indexed; do
 done
 
 if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
-  log "perf record -g of Lightbase for ${PERF_SECS}s under the list load"
+  log "perf record --call-graph dwarf of Lightbase for ${PERF_SECS}s under the list load"
   setup_case lightbase list_indexed
   LIST_QUERY="$LISTQ" BENCH_AUTH="$AUTHH" wrk -t"$THREADS" -c"$CONNS" -d"$((PERF_SECS + 4))s" -s "$B/list_filter.lua" "$URL" \
     > "$OUTDIR/perf_wrk.txt" 2>&1 &
   wrkpid=$!
   sleep 2
-  perf record -g -p "$LB_PID" -o "$WORK/perf.data" -- sleep "$PERF_SECS" 2> "$OUTDIR/perf_record.txt" || true
+  # dwarf unwinding: the release build has debug info but no frame pointers
+  perf record --call-graph dwarf,16384 -F 499 -p "$LB_PID" -o "$OUTDIR/perf.data" -- sleep "$PERF_SECS" \
+    2> "$OUTDIR/perf_record.txt" || true
   wait "$wrkpid" || true
-  perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 1 2>/dev/null | head -250 > "$OUTDIR/perf.txt" || true
-  perf report -i "$WORK/perf.data" --stdio --children --sort symbol --percent-limit 3 -g none 2>/dev/null \
-    | head -120 > "$OUTDIR/perf_children.txt" || true
+  perf report -i "$OUTDIR/perf.data" --stdio --no-children --sort symbol -g none --percent-limit 0.5 2>/dev/null \
+    | sed 's/ \{3,\}/  /g' > "$OUTDIR/perf.txt" || true
+  perf report -i "$OUTDIR/perf.data" --stdio --children --sort symbol -g none --percent-limit 2 2>/dev/null \
+    | sed 's/ \{3,\}/  /g' > "$OUTDIR/perf_children.txt" || true
   echo "perf: $OUTDIR/perf.txt, $OUTDIR/perf_children.txt"
 fi
 

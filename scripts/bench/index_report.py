@@ -96,9 +96,11 @@ def main(outdir):
         for r in build:
             secs = f(num(r["secs"]), 2)
             if r["server"] == "lightbase":
-                how = f"background build, polled every {ctx.get('POLL', '?')} s"
+                how = f"background build, {r['polls']} polls {ctx.get('POLL', '?')} s apart"
+                if num(r.get("list_secs")) is not None:
+                    how += f"; the last `GET …/indexes` took {f(num(r['list_secs']), 2)} s"
                 if num(r["secs_log"]) is not None:
-                    secs += f" ({f(num(r['secs_log']), 2)} to the log's `index ready`)"
+                    secs = f"{f(num(r['secs_log']), 2)} to the log's `index ready` ({secs} polled)"
             else:
                 how = "PATCH collection, synchronous"
             w(f"| {NAMES[r['server']]} ({how}) | {secs} | {r['rss_before_mb']} | {r['vmhwm_mb']} | {r['rss_after_mb']} | "
