@@ -134,6 +134,9 @@ ctx SERVERS "$SERVERS"; ctx SCENARIOS "$SCENARIOS"; ctx WRK "$(wrk -v 2>&1 | hea
 
 # ---------------------------------------------------------------- build + start
 LB_PREFIX="/v1/database/instances/(default)/databases/(default)"
+# Lightbase gets a server API key (LIGHTBASE_ADMIN_KEY) and every request to it carries it:
+# since issue 3 only admins create collections, and guests are subject to security rules
+export LB_KEY="${LB_KEY:-bench-key-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
 if has lightbase; then
   if [ -z "${LB_BIN:-}" ]; then
     LB_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/lightbase"
@@ -174,15 +177,15 @@ urlenc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.ar
 LB_LIST_QUERY="${LB_LIST_QUERY:-query=$(urlenc '{"n":{"$gt":5000}}')&order=$(urlenc '[{"field":"n","direction":"desc"}]')&limit=20}"
 PB_LIST_QUERY="${PB_LIST_QUERY:-filter=%28n%3E5000%29&sort=-n&perPage=20}"
 
-# sets: URL SCRIPT PID IDS LISTQ WRAP  for (server, scenario)
+# sets: URL SCRIPT PID IDS LISTQ WRAP AUTHH  for (server, scenario)
 setup_case() {
   local s=$1 sc=$2 coll
   if [ "$s" = lightbase ]; then
     coll="http://127.0.0.1:$LB_PORT$LB_PREFIX/collections/posts/documents"
-    PID=$LB_PID; IDS="$WORK/lb_ids.txt"; LISTQ="$LB_LIST_QUERY"; WRAP=data
+    PID=$LB_PID; IDS="$WORK/lb_ids.txt"; LISTQ="$LB_LIST_QUERY"; WRAP=data; AUTHH="Bearer $LB_KEY"
   else
     coll="http://127.0.0.1:$PB_PORT/api/collections/posts/records"
-    PID=$PB_PID; IDS="$WORK/pb_ids.txt"; LISTQ="$PB_LIST_QUERY"; WRAP=""
+    PID=$PB_PID; IDS="$WORK/pb_ids.txt"; LISTQ="$PB_LIST_QUERY"; WRAP=""; AUTHH=""
   fi
   case "$sc" in
     get_one)     URL="$coll/$(head -1 "$IDS")"; SCRIPT="$B/get_one.lua" ;;
@@ -206,7 +209,8 @@ probe() {
       body='{"title":"bench probe","n":-1,"owner":"user0"}'
       [ "$WRAP" = data ] && body="{\"data\":[$body]}" ;;
   esac
-  out=$(curl -sS -X "$method" ${body:+-H 'Content-Type: application/json' --data-binary "$body"} \
+  out=$(curl -sS -X "$method" ${AUTHH:+-H "Authorization: $AUTHH"} \
+        ${body:+-H 'Content-Type: application/json' --data-binary "$body"} \
         -w '\n%{time_total} %{http_code}' "$url" 2>&1) || true
   code=${out##*$'\n'}; reply=${out%$'\n'*}
   local secs=${code% *}; code=${code#* }
@@ -268,7 +272,7 @@ for sc in $SCENARIOS; do
       setup_case "$s" "$sc"
       sleep "$PAUSE"
       printf '%s %s round %s: ' "$s" "$sc" "$run"
-      LIST_QUERY="$LISTQ" CREATE_WRAP="$WRAP" IDS_FILE="$IDS" \
+      LIST_QUERY="$LISTQ" CREATE_WRAP="$WRAP" IDS_FILE="$IDS" BENCH_AUTH="$AUTHH" \
         "$B/measure.sh" "$s" "$sc" "$run" "$URL" "$SCRIPT" "$PID" | tail -1
       # keep a sample of what a failing request got back
       row=$(tail -1 "$OUTDIR/summary.tsv")

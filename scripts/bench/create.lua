@@ -15,5 +15,6 @@ request = function()
                             counter, n, n % 100)
   local body = doc
   if wrap == "data" then body = '{"data":[' .. doc .. ']}' end
-  return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
+  wrk.headers["Content-Type"] = "application/json" -- wrk.headers also carries $BENCH_AUTH
+  return wrk.format("POST", nil, nil, body)
 end

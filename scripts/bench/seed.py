@@ -5,7 +5,10 @@ Both servers get byte-identical documents: document i is derived from
 random.Random(i), as in the team's PocketBase baseline seeder.
 
   --api pocketbase  POST {base}/api/collections/{c}/records  one record per request,
-                    8 threads (as the PocketBase baseline did), reply {"id":…}
+                    8 threads (as the PocketBase baseline did), reply {"id":…};
+                    with --batch > 1: POST {base}/api/batch {"requests":[{method, url,
+                    body}, …]} (PocketBase's batch API, one transaction per request; it
+                    must be enabled in the settings), reply [{"status", "body":{"id"}}, …]
   --api lightbase   POST {base}/v1/database/instances/(default)/databases/(default)
                          /collections/{c}/documents  body {"data":[…]} with --batch
                     documents per request, reply {"insertedIds":[…]}
@@ -30,10 +33,15 @@ class SeedError(Exception):
     pass
 
 
+AUTH = None  # value of the Authorization header (--auth), or None
+
+
 def post(url, payload, timeout=60):
     body = json.dumps(payload).encode()
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if AUTH:
+        headers["Authorization"] = AUTH
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             raw = r.read()
@@ -57,8 +65,33 @@ def seed_pocketbase(a):
                 time.sleep(0.1 * (attempt + 1))
         raise err
 
+    if a.batch > 1:
+        return seed_pocketbase_batch(a)
     with ThreadPoolExecutor(a.threads) as ex:
         return list(ex.map(create, range(a.n)))
+
+
+def seed_pocketbase_batch(a):
+    url = f"{a.base}/api/batch"
+    path = f"/api/collections/{a.collection}/records"
+    batches = [list(range(s, min(s + a.batch, a.n))) for s in range(0, a.n, a.batch)]
+
+    def create(batch):
+        # no retry: a batch is one transaction, but a timeout after commit would insert it twice
+        _, raw = post(url, {"requests": [{"method": "POST", "url": path, "body": doc(i)} for i in batch]})
+        try:
+            ids = [r["body"]["id"] for r in json.loads(raw) if 200 <= r["status"] < 300]
+        except Exception:
+            raise SeedError(f"POST {url} (batch n={batch[0]}..{batch[-1]})\n  -> unexpected reply: {raw[:600]!r}")
+        if len(ids) != len(batch):
+            raise SeedError(f"POST {url}: sent {len(batch)} records, {len(ids)} created: {raw[:600]!r}")
+        return ids
+
+    out = []
+    with ThreadPoolExecutor(a.threads) as ex:
+        for ids in ex.map(create, batches):
+            out.extend(ids)
+    return out
 
 
 def seed_lightbase(a):
@@ -91,11 +124,18 @@ def main():
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=None,
                     help="client threads (default: 8 for pocketbase, 2 for lightbase)")
-    ap.add_argument("--batch", type=int, default=100, help="lightbase: documents per request")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="documents per request (default: 100 for lightbase, 1 for pocketbase; "
+                         "> 1 for pocketbase uses its batch API)")
+    ap.add_argument("--auth", default=None, help="Authorization header value (e.g. 'Bearer <server API key>')")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    global AUTH
+    AUTH = a.auth
+    if a.batch is None:
+        a.batch = 100 if a.api == "lightbase" else 1
     if a.threads is None:
-        a.threads = 8 if a.api == "pocketbase" else 2
+        a.threads = 8 if a.api == "pocketbase" and a.batch == 1 else 2
     t0 = time.time()
     try:
         ids = (seed_pocketbase if a.api == "pocketbase" else seed_lightbase)(a)
@@ -109,7 +149,7 @@ def main():
     with open(a.out, "w") as f:
         f.write("\n".join(ids) + "\n")
     print(f"seeded {len(ids)} {a.api} documents in {dt:.1f}s ({len(ids)/dt:.0f} docs/s, "
-          f"{a.threads} threads{'' if a.api == 'pocketbase' else f', {a.batch} per request'})")
+          f"{a.threads} threads{'' if a.batch == 1 else f', {a.batch} per request'})")
     return 0
 
 

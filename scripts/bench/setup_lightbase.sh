@@ -7,7 +7,10 @@
 #     (POST /v1/database/instances/(default)/databases/(default)/collections
 #      {"collectionName":"posts"}) and seeds the same $N documents as PocketBase
 #     gets (seed.py --api lightbase, 100 per request); ids in $WORK/lb_ids.txt
-# Knobs: WORK (required), LB_BIN (required), LB_PORT (18080), N (10000).
+# Knobs: WORK (required), LB_BIN (required), LB_PORT (18080), N (10000),
+#        LB_KEY (a server API key: the server gets it as LIGHTBASE_ADMIN_KEY and every
+#        request here sends `Authorization: Bearer $LB_KEY`), SEED_BATCH (100 documents per
+#        request), SEED_THREADS (2 client threads).
 # On failure it stops the server it started and prints the exact request/reply;
 # on success the caller owns the pid.
 set -euo pipefail
@@ -24,7 +27,10 @@ if (exec 3<>"/dev/tcp/127.0.0.1/$LB_PORT") 2>/dev/null; then
 fi
 mkdir -p "$WORK"
 rm -rf "$WORK/lb_data" "$WORK/lb.pid"
-"$LB_BIN" serve --http "127.0.0.1:${LB_PORT}" --dir "$WORK/lb_data" > "$WORK/lb.log" 2>&1 < /dev/null &
+AUTH_ARGS=()
+if [ -n "${LB_KEY:-}" ]; then AUTH_ARGS=(-H "Authorization: Bearer $LB_KEY"); fi
+env ${LB_KEY:+LIGHTBASE_ADMIN_KEY="$LB_KEY"} \
+  "$LB_BIN" serve --http "127.0.0.1:${LB_PORT}" --dir "$WORK/lb_data" > "$WORK/lb.log" 2>&1 < /dev/null &
 PID=$!
 echo "$PID" > "$WORK/lb.pid"
 ok=0
@@ -46,7 +52,7 @@ awk '/^VmRSS/{print $2}' "/proc/$PID/status" > "$WORK/lb.idle_fresh_kb"
 # request + exact reply on failure
 req() { # METHOD URL [BODY]
   local out code
-  out=$(curl -sS -X "$1" -H 'Content-Type: application/json' ${3:+--data-binary "$3"} \
+  out=$(curl -sS -X "$1" -H 'Content-Type: application/json' ${AUTH_ARGS[@]+"${AUTH_ARGS[@]}"} ${3:+--data-binary "$3"} \
         -w '\n%{http_code}' "$2") || { echo "lightbase: $1 $2 failed to connect" >&2; return 1; }
   code=${out##*$'\n'}; REPLY_BODY=${out%$'\n'*}
   if [ "${code:0:1}" != 2 ]; then
@@ -57,7 +63,8 @@ req() { # METHOD URL [BODY]
 req POST "$P/collections" '{"collectionName":"posts"}'
 echo "lightbase: collection posts created -> $REPLY_BODY"
 
-python3 "$HERE/seed.py" --api lightbase --base "$BASE" --collection posts --n "$N" --out "$WORK/lb_ids.txt"
+python3 "$HERE/seed.py" --api lightbase --base "$BASE" --collection posts --n "$N" --out "$WORK/lb_ids.txt" \
+  --batch "${SEED_BATCH:-100}" --threads "${SEED_THREADS:-2}" ${LB_KEY:+--auth "Bearer $LB_KEY"}
 # count (GATEWAY countDocument); a failure here is reported but not fatal
 if req GET "$P/collections/posts/documents?count=true"; then
   echo "lightbase: count -> $REPLY_BODY"

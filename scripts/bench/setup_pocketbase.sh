@@ -10,7 +10,10 @@
 #     with seed.py --api pocketbase; ids in $WORK/pb_ids.txt
 # Knobs: WORK (required), PB_PORT (18090), N (10000), PB_VERSION (0.40.6),
 #        PB_VENV (venv dir), PB_LOGS_OFF=1 (turn off persisted request logs),
-#        PB_INDEX_N=1 (CREATE INDEX on posts.n).
+#        PB_INDEX_N=1 (CREATE INDEX on posts.n),
+#        PB_BATCH=K (seed K records per request through PocketBase's batch API
+#        `POST /api/batch`, enabled here in the settings with maxRequests=K; default 1:
+#        one create per request, 8 threads). The superuser token is left in $WORK/pb.token.
 # On failure it stops the server it started; on success the caller owns the pid.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -78,7 +81,15 @@ if [ "${PB_LOGS_OFF:-0}" = "1" ]; then
   echo "pocketbase: request logs disabled"
 fi
 
-python3 "$HERE/seed.py" --api pocketbase --base "$BASE" --collection posts --n "$N" --out "$WORK/pb_ids.txt"
+echo "$TOKEN" > "$WORK/pb.token"
+PB_BATCH="${PB_BATCH:-1}"
+if [ "$PB_BATCH" -gt 1 ]; then
+  curl -fsS -X PATCH "$BASE/api/settings" -H "Authorization: $TOKEN" -H 'Content-Type: application/json' \
+    -d "{\"batch\":{\"enabled\":true,\"maxRequests\":$PB_BATCH,\"timeout\":60,\"maxBodySize\":0}}" >/dev/null
+  echo "pocketbase: batch API enabled (maxRequests $PB_BATCH)"
+fi
+python3 "$HERE/seed.py" --api pocketbase --base "$BASE" --collection posts --n "$N" --out "$WORK/pb_ids.txt" \
+  --batch "$PB_BATCH"
 total=$(curl -fsS "$BASE/api/collections/posts/records?perPage=1&fields=id" \
   | python3 -c 'import sys,json; print(json.load(sys.stdin)["totalItems"])')
 [ "$total" = "$N" ] || { echo "pocketbase: expected $N records, found $total" >&2; exit 1; }
