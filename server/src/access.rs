@@ -14,7 +14,7 @@ use crate::auth::{Caller, Identity, LoginType};
 use crate::db::aggregate::Pipeline;
 use crate::db::Database;
 use crate::error::{ApiError, Code};
-use crate::rules::{AuthVars, CollectionRules, Decision, DocLookup, QueryOp, RuleContext};
+use crate::rules::{preset_scope, AuthVars, CollectionRules, Decision, DocLookup, PresetScope, QueryOp, RuleContext};
 
 /// The placeholder CloudBase replaces by the caller's id in queries and data.
 pub const OPENID_PLACEHOLDER: &str = "{openid}";
@@ -111,19 +111,15 @@ impl Gate {
     /// Which documents a read of `query` may see: all it matches, or only those that also match
     /// a condition (presets' `_openid == caller`); refused if the rules forbid the read.
     pub fn read_scope(&self, db: &Database, env: &str, query: Value) -> Result<ReadScope, ApiError> {
-        if let Gate::Client { identity, rules, .. } = self {
-            if rules.preset().is_some() {
+        if let Gate::Client { rules, .. } = self {
+            if let Some(preset) = rules.preset() {
                 // a preset decides without looking at the query: no query to build or check
-                let lookup = Lookup { db, env };
-                let ctx = context(identity.as_ref(), &lookup);
-                return match rules
-                    .check_query(QueryOp::Read, &ctx, &Value::Null)
-                    .map_err(rule_error)?
-                {
-                    Decision::Allow => Ok(ReadScope::All),
-                    Decision::AllowWith(_) => Ok(ReadScope::Owner(self.caller_id().unwrap_or_default())),
-                    Decision::Deny(why) => Err(denied(&why)),
-                };
+                let caller = self.caller_id();
+                match preset_scope(preset, &QueryOp::Read, caller.as_deref()) {
+                    PresetScope::All => return Ok(ReadScope::All),
+                    PresetScope::Own => return Ok(ReadScope::Owner(caller.unwrap_or_default())),
+                    PresetScope::None => {} // refused below, with the rules' own message
+                }
             }
         }
         match self.decide(db, env, query, QueryOp::Read)? {

@@ -373,6 +373,27 @@ fn auth_value(ctx: &RuleContext) -> Value {
     }
 }
 
+/// Whom a preset lets a client read, update or delete, whatever the query: every document, only
+/// the caller's own (`_openid == auth.openid`), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresetScope {
+    All,
+    Own,
+    None,
+}
+
+/// [`PresetScope`] of `preset` for `op`, for a caller with this openid (`None`: not signed in).
+pub fn preset_scope(preset: Preset, op: &QueryOp, openid: Option<&str>) -> PresetScope {
+    match (preset, op) {
+        (Preset::ReadOnly | Preset::AdminWrite, QueryOp::Read) => PresetScope::All,
+        (Preset::AdminWrite | Preset::AdminOnly, _) => PresetScope::None,
+        (Preset::ReadOnly | Preset::Private, _) => match openid {
+            Some(id) if !id.is_empty() => PresetScope::Own,
+            _ => PresetScope::None,
+        },
+    }
+}
+
 /// Presets on reads and query-scoped writes.
 fn preset_query(preset: Preset, op: &QueryOp, ctx: &RuleContext) -> Decision {
     let verb = match op {
@@ -380,15 +401,16 @@ fn preset_query(preset: Preset, op: &QueryOp, ctx: &RuleContext) -> Decision {
         QueryOp::Update { .. } => "update",
         QueryOp::Delete => "delete",
     };
-    match (preset, op) {
-        (Preset::ReadOnly | Preset::AdminWrite, QueryOp::Read) => Decision::Allow,
-        (Preset::AdminWrite | Preset::AdminOnly, _) => Decision::Deny(format!(
-            "the collection's rules ({}) do not let clients {verb} documents",
-            preset.as_str()
-        )),
-        (Preset::ReadOnly | Preset::Private, _) => match &ctx.auth {
-            Some(a) if !a.openid.is_empty() => Decision::AllowWith(json!({ "_openid": a.openid })),
-            _ => Decision::Deny(format!(
+    let openid = ctx.auth.as_ref().map(|a| a.openid.as_str());
+    match preset_scope(preset, op, openid) {
+        PresetScope::All => Decision::Allow,
+        PresetScope::Own => Decision::AllowWith(json!({ "_openid": openid.unwrap_or_default() })),
+        PresetScope::None => match preset {
+            Preset::AdminWrite | Preset::AdminOnly => Decision::Deny(format!(
+                "the collection's rules ({}) do not let clients {verb} documents",
+                preset.as_str()
+            )),
+            Preset::ReadOnly | Preset::Private => Decision::Deny(format!(
                 "the collection's rules ({}) let only the creator {verb} a document: sign in first",
                 preset.as_str()
             )),
