@@ -12,6 +12,8 @@ resets it before each run). Ratio = median Lightbase req/s / median PocketBase r
 """
 import csv, glob, os, re, statistics, sys
 
+from report import f, med, num  # the shared number helpers of report.py
+
 SCEN = {
     "get_by_id_admin": "GET by id, server API key (no rules)",
     "get_by_id_user": "GET by id, owner's access token, PRIVATE",
@@ -19,22 +21,6 @@ SCEN = {
     "refresh": "token refresh",
 }
 NAMES = {"lightbase": "Lightbase", "pocketbase": "PocketBase"}
-
-
-def num(x):
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def med(vals):
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def f(v, nd=0):
-    return "–" if v is None else f"{v:,.{nd}f}"
 
 
 def cpu_ms(rs):

@@ -9,6 +9,8 @@ peak RSS = highest VmHWM of any round. Ratio = median Lightbase req/s / median P
 """
 import csv, os, statistics, sys
 
+from report import f, med, num  # the shared number helpers of report.py
+
 NAMES = {"lightbase": "Lightbase", "pocketbase": "PocketBase"}
 SCEN = {
     "list_indexed": "list n > 5000, sort n desc, limit 20 (index on n), -c{c}",
@@ -16,24 +18,6 @@ SCEN = {
 }
 LIST_TARGET = 5.0
 POINT_P50_TARGET_MS = 1.0
-
-
-def num(x):
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def med(vals):
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
-def f(v, nd=0, unit=""):
-    if v is None:
-        return "–"
-    return f"{v:,.{nd}f}{unit}"
 
 
 def tsv(outdir, name):
